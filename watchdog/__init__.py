@@ -1,0 +1,1 @@
+"""The Ship-of-Theseus watchdog (arrives with the watchdog issue)."""
