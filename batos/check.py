@@ -57,6 +57,9 @@ def check_image(image: Image) -> CheckReport:
         except POSKeyError:
             report.problems.append(f"{where} is missing")
             continue
+        except Exception as exc:  # noqa: BLE001 - CorruptedDataError and friends
+            report.problems.append(f"{where} cannot be loaded: {type(exc).__name__}")
+            continue
         report.objects += 1
         try:
             module, name = get_pickle_metadata(data)

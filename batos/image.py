@@ -18,6 +18,7 @@ import zodburi
 from persistent.mapping import PersistentMapping
 from ZODB.DB import DB
 from ZODB.FileStorage import FileStorage
+from ZODB.FileStorage.FileStorage import FileStorageFormatError
 from ZODB.POSException import POSError
 
 from .errors import ImageError, InvalidName
@@ -97,6 +98,8 @@ def open_image(uri: str | None = None, *, create: bool = False, read_only: bool 
             raise ImageError(f"{path} is a directory, not an image file")
         if not create and not path.exists():
             raise ImageError(f"no image at {path}; create one with `batos image init --image {uri}`")
+        if not create and path.stat().st_size == 0:
+            raise ImageError(f"{path} is empty, not an image; remove it or run `batos image init`")
         if create and read_only:
             raise ValueError("an image cannot be created read-only")
     resolved = _with_zeo_timeout(uri)
@@ -123,6 +126,8 @@ def _call_storage(factory: Callable[[], Any], uri: str, path: Path | None) -> An
         return factory()
     except zc.lockfile.LockError:
         raise ImageError(f"image {path} is locked: another process has it open{_lock_holder(path)}") from None
+    except FileStorageFormatError:
+        raise ImageError(f"{path} is not a readable ZODB file storage (bad header or record structure)") from None
     except PermissionError as exc:
         raise ImageError(f"image {uri}: permission denied ({exc.filename})") from None
     except Exception as exc:  # noqa: BLE001 - storages raise many unrelated types

@@ -1,0 +1,99 @@
+"""Shared fixtures: real FileStorage images in tmp dirs and a real ZEO server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from batos.genesis import incarnate
+from batos.image import Image, open_image
+
+BIN = Path(sys.executable).parent
+
+
+def file_uri(directory: Path, name: str = "live_image.fs") -> str:
+    path = directory / name
+    return f"file://{path}?blobstorage_dir={path}.blob"
+
+
+@pytest.fixture
+def image_uri(tmp_path: Path) -> str:
+    return file_uri(tmp_path)
+
+
+@pytest.fixture
+def image(image_uri: str) -> Iterator[Image]:
+    """A fresh image after genesis."""
+    img = open_image(image_uri, create=True)
+    incarnate(img)
+    try:
+        yield img
+    finally:
+        img.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def zeo_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``runzeo`` on loopback; yields its zeo:// address (host:port)."""
+    port = free_port()
+    home = tmp_path / "zeo"
+    home.mkdir()
+    config = home / "zeo.conf"
+    config.write_text(
+        f"<zeo>\n  address 127.0.0.1:{port}\n</zeo>\n"
+        f"<blobstorage>\n  blob-dir {home / 'blobs'}\n"
+        f"  <filestorage>\n    path {home / 'data.fs'}\n  </filestorage>\n</blobstorage>\n"
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "runzeo"), "-C", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                proc.kill()
+                pytest.fail(f"runzeo did not start: {out[-2000:]}")
+            time.sleep(0.1)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def zeo_uri(address: str, tmp_path: Path, client: str) -> str:
+    """A client URI with its own blob cache directory (ZEO needs one per client)."""
+    return f"zeo://{address}?blob_dir={tmp_path / ('blobcache-' + client)}&shared_blob_dir=0"
+
+
+def run_python(code: str, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a snippet in a fresh interpreter (a real second process)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

@@ -1,0 +1,155 @@
+"""Genesis: the primordial objects, idempotence, the codex, schema and migrations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from batos import genesis
+from batos.codex import CodexError, load_codex, seeds_dir
+from batos.errors import SchemaError
+from batos.genesis import PRIMORDIAL, incarnate, migrate, schema_version
+from batos.image import META_KEY, open_image, root_names
+from batos.txn import reading, transact
+
+
+def test_genesis_creates_every_primordial_object(image):
+    with reading(image.db) as root:
+        assert root_names(root) == sorted(PRIMORDIAL)
+        assert schema_version(root) == genesis.SCHEMA_VERSION
+        traits, pllm = root["traits"], root["pLLM"]
+        assert root["genesis"].parents == (traits,)
+        for persona in ("alfred", "brick", "robin", "babs"):
+            assert root[persona].parents == (pllm,)
+        assert pllm.parents == (traits,)
+        assert root["orchestrator"].parents == (root["alfred"],)
+        assert set(root["psm"].states) == set(genesis.CYCLE_STATES)
+        assert root["psm"].states["COMPLETE"].terminal is True
+
+
+def test_persona_codex_comes_from_the_seed_file(image):
+    codex = load_codex()
+    with reading(image.db) as root:
+        brick = root["brick"]
+        seed = codex.personas["BRICK"]
+        assert brick.name == "BRICK"
+        assert brick.codex["mission"] == seed.mission
+        assert brick.codex["pillars"] == tuple(seed.pillars)
+        # system_prompt is a method stored as source on pLLM, run with self = brick.
+        assert brick.system_prompt() == seed.system_prompt()
+        assert root["robin"].system_prompt().startswith("You are ROBIN, The Embodied Heart.")
+
+
+def test_genesis_methods_are_inherited(image):
+    with reading(image.db) as root:
+        about = root["genesis"].about()
+        assert about["methods"] == []
+        assert "description" in about["slots"]
+        assert root["traits"].method_record("about").author == "architect"
+
+
+def test_second_genesis_changes_nothing(image):
+    size = image.path.stat().st_size
+    tid = image.db.lastTransaction()
+    assert incarnate(image) == []
+    assert image.db.lastTransaction() == tid
+    assert image.path.stat().st_size == size
+
+
+def test_genesis_restores_a_missing_root_and_keeps_the_rest(image):
+    with reading(image.db) as root:
+        alfred_oid = root["alfred"]._p_oid
+    transact(image.db, lambda root: root.__delitem__("babs"))
+    assert incarnate(image) == ["babs"]
+    with reading(image.db) as root:
+        assert root["alfred"]._p_oid == alfred_oid
+        assert root["babs"].name == "BABS"
+
+
+def test_image_from_a_newer_release_is_refused(image):
+    transact(image.db, lambda root: root[META_KEY].__setitem__("schema_version", 99))
+    transact(image.db, lambda root: root.__delitem__("babs"))
+    tid = image.db.lastTransaction()
+    with pytest.raises(SchemaError, match="v99 is newer"):
+        incarnate(image)
+    with pytest.raises(SchemaError, match="v99 is newer"):
+        migrate(image)
+    assert image.db.lastTransaction() == tid
+
+
+def test_migration_hook_upgrades_an_old_image_in_place(image, monkeypatch):
+    def add_motto(root):
+        root["genesis"].motto = "the image is the identity"
+
+    monkeypatch.setattr(genesis, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(genesis, "MIGRATIONS", {1: add_motto})
+    with pytest.raises(SchemaError, match="older than v2; run `batos image migrate`"):
+        incarnate(image)
+    assert migrate(image) == ["v1->v2"]
+    with reading(image.db) as root:
+        assert root["genesis"].motto == "the image is the identity"
+        assert schema_version(root) == 2
+        assert [(m["from"], m["to"]) for m in root[META_KEY]["migrations"]] == [(1, 2)]
+    tid = image.db.lastTransaction()
+    assert migrate(image) == []
+    assert image.db.lastTransaction() == tid
+
+
+def test_a_failing_migration_changes_nothing(image, monkeypatch):
+    def half_done(root):
+        root["genesis"].motto = "partial"
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(genesis, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(genesis, "MIGRATIONS", {1: half_done})
+    with pytest.raises(RuntimeError):
+        migrate(image)
+    with reading(image.db) as root:
+        assert schema_version(root) == 1
+        assert not root["genesis"].responds_to("motto")
+
+
+GOOD = seeds_dir() / "persona_codex.jsonl"
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda lines: lines + ["{not json"], "not JSON"),
+        (lambda lines: lines + ['{"kind": "dream", "id": "x"}'], "Line 12"),
+        (lambda lines: [l for l in lines if '"BABS"' not in l], "personas missing: BABS"),
+        (lambda lines: lines + [lines[0]], "ALFRED defined twice"),
+        (lambda lines: [lines[0].replace('"mission": "', '"mission": "", "x": "')] + lines[1:], "Line 1"),
+        (lambda lines: lines + ['{"kind": "memory", "id": "x", "prompt": "", "response": "r"}'], "prompt"),
+    ],
+)
+def test_bad_codex_is_refused_and_the_image_is_untouched(image_uri, tmp_path, monkeypatch, mutate, reason):
+    lines = GOOD.read_text().splitlines()
+    bad = tmp_path / "persona_codex.jsonl"
+    bad.write_text("\n".join(mutate(lines)) + "\n")
+    monkeypatch.setenv("BATOS_SEEDS", str(tmp_path))
+    img = open_image(image_uri, create=True)
+    tid = img.db.lastTransaction()
+    with pytest.raises(CodexError, match=reason):
+        incarnate(img)
+    assert img.db.lastTransaction() == tid
+    with reading(img.db) as root:
+        assert root_names(root) == []
+    img.close()
+
+
+def test_non_utf8_and_missing_codex(tmp_path):
+    bad = tmp_path / "codex.jsonl"
+    bad.write_bytes(b'{"kind": "memory", "id": "\xff"}\n')
+    with pytest.raises(CodexError, match="not UTF-8"):
+        load_codex(bad)
+    with pytest.raises(CodexError, match="not found"):
+        load_codex(tmp_path / "absent.jsonl")
+
+
+def test_seed_memories_are_loaded():
+    codex = load_codex()
+    assert len(codex.memories) == 7
+    assert all(json.dumps(m.model_dump()) for m in codex.memories)
+    assert {m.id for m in codex.memories} >= {"codex/brick", "codex/living-image"}
