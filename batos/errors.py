@@ -47,6 +47,9 @@ class MessageNotUnderstood(AttributeError):
     """
 
     def __init__(self, receiver: object, selector: str) -> None:
-        super().__init__(f"{type(receiver).__name__} does not understand {selector!r}")
+        slots = receiver.__dict__.get("_slots")
+        name = slots.get("name") if slots is not None else None
+        label = name if isinstance(name, str) else type(receiver).__name__
+        super().__init__(f"{label} does not understand {selector!r}")
         self.receiver = receiver
         self.selector = selector

@@ -9,6 +9,8 @@ connection: a forgotten ``begin()`` is an error instead of a shared transaction.
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from typing import Any, Callable, Iterator, TypeVar
 
 import transaction
@@ -18,6 +20,8 @@ from ZODB.DB import DB
 T = TypeVar("T")
 
 DEFAULT_ATTEMPTS = 5
+BACKOFF_BASE = 0.002  # seconds; the n-th retry waits up to BACKOFF_BASE * 2**n ...
+BACKOFF_CAP = 0.25  # ... but never more than this
 
 
 def transact(
@@ -57,6 +61,9 @@ def transact(
                     raise
                 if on_retry is not None:
                     on_retry(exc, attempt)
+                # Writers that retry at once collide again; a random, growing
+                # pause spreads them out (exponential back-off with jitter).
+                time.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
             except BaseException:
                 manager.abort()
                 raise

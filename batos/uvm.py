@@ -218,6 +218,14 @@ class UvmObject(Persistent):
             func = cache[key] = compile_method(record.selector, record.source)
         return func
 
+    def _doesNotUnderstand_(self, selector: str, args: list[Any], kwargs: dict[str, Any], intent: str | None) -> Any:
+        """The kernel's hook for a message nothing in the lookup chain answers.
+
+        The cognitive cycle takes this over (it learns the method); on its own
+        the object can only refuse the message.
+        """
+        raise MessageNotUnderstood(self, selector)
+
     # -- reflection -----------------------------------------------------------
 
     def ancestors(self) -> Iterator["UvmObject"]:
