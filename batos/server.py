@@ -81,8 +81,13 @@ class KernelServer:
         # A console reconnecting with its stable identity takes over its route.
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if self.curve is not None:
-            public, secret = zmq.auth.load_certificate(str(self.curve.secret_file))
+            try:
+                public, secret = zmq.auth.load_certificate(str(self.curve.secret_file))
+            except (OSError, ValueError) as exc:
+                sock.close(0)
+                raise EndpointError(f"cannot load the kernel's CURVE key: {exc}") from None
             if secret is None:
+                sock.close(0)
                 raise EndpointError(f"{self.curve.secret_file} holds no secret key")
             sock.curve_secretkey = secret
             sock.curve_publickey = public
@@ -98,17 +103,19 @@ class KernelServer:
     async def serve(self, stop: asyncio.Event) -> None:
         context = zmq.asyncio.Context()
         auth = None
-        if self.curve is not None:
-            auth = AsyncioAuthenticator(context)
-            auth.start()
-            auth.configure_curve(domain="*", location=str(self.curve.allow_dir))
-        sock = self._open_socket(context)
-        log.info("kernel listening on %s (image %s)", self.bound, self.kernel.image.uri)
+        sock = None
         try:
+            if self.curve is not None:
+                auth = AsyncioAuthenticator(context)
+                auth.start()
+                auth.configure_curve(domain="*", location=str(self.curve.allow_dir))
+            sock = self._open_socket(context)
+            log.info("kernel listening on %s (image %s)", self.bound, self.kernel.image.uri)
             await self._receive_until(sock, stop)
             await self._drain()
         finally:
-            sock.close(linger=1000)
+            if sock is not None:
+                sock.close(linger=1000)
             if auth is not None:
                 auth.stop()
             context.term()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import zmq
+import zmq.auth
 from pydantic import ValidationError
 
 from batos.errors import BatosError
@@ -78,9 +79,14 @@ class KernelClient:
         sock.setsockopt(zmq.IDENTITY, self.identity)
         sock.setsockopt(zmq.LINGER, 0)
         if self.curve is not None:
-            server_public, _ = zmq.auth.load_certificate(str(self.curve.server_public_file))
-            public, secret = zmq.auth.load_certificate(str(self.curve.client_secret_file))
+            try:
+                server_public, _ = zmq.auth.load_certificate(str(self.curve.server_public_file))
+                public, secret = zmq.auth.load_certificate(str(self.curve.client_secret_file))
+            except (OSError, ValueError) as exc:
+                sock.close(0)
+                raise BatosError(f"cannot load CURVE keys: {exc}") from None
             if secret is None:
+                sock.close(0)
                 raise BatosError(f"{self.curve.client_secret_file} holds no secret key")
             sock.curve_serverkey = server_public
             sock.curve_publickey = public
