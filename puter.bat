@@ -1,6 +1,6 @@
 @echo off
 rem BAT OS launcher (Windows).
-rem   puter.bat           set up on first run, then start BAT OS on the default image
+rem   puter.bat           set up on first run, start the kernel in the background, open the console
 rem   puter.bat setup     set up only
 rem   puter.bat test      set up what the tests need, then run the whole test suite
 setlocal
@@ -29,5 +29,12 @@ if "%COMMAND%"=="test" (
 )
 .venv\Scripts\batos models assemble || exit /b 1
 if "%COMMAND%"=="setup" exit /b 0
-.venv\Scripts\batos image init || exit /b 1
-.venv\Scripts\batos image info
+if not exist logs mkdir logs
+if "%BATOS_ENDPOINT%"=="" set BATOS_ENDPOINT=tcp://127.0.0.1:5555
+start "BAT OS kernel" /b cmd /c ".venv\Scripts\batos kernel --endpoint %BATOS_ENDPOINT% >> logs\kernel.log 2>&1"
+echo kernel starting on %BATOS_ENDPOINT%; log: %CD%\logs\kernel.log
+.venv\Scripts\batos ping --endpoint %BATOS_ENDPOINT% --timeout 60 >nul || exit /b 1
+.venv\Scripts\batos console --endpoint %BATOS_ENDPOINT%
+rem Stop the kernel gracefully once the console exits (CTRL_BREAK is not
+rem deliverable to a /b child, so taskkill without /f asks it to close).
+for /f "tokens=2 delims=:, " %%p in ('.venv\Scripts\batos ping --endpoint %BATOS_ENDPOINT% --json ^| findstr /c:"\"pid\""') do taskkill /pid %%p >nul 2>&1

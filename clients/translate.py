@@ -1,0 +1,112 @@
+"""Natural language to a mission brief (target, selector, args, intent).
+
+The Architect may type "create a method to report the current system time"
+instead of a message. The embedded model translates it, with its output
+constrained by a grammar generated from the brief's JSON schema, so it can
+only produce a well-formed brief. When no model is available (or its answer
+still fails validation) a deterministic rule parser does the job, so the
+console always works.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SELECTOR_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
+DEFAULT_TARGET = "genesis"
+
+
+class MissionBrief(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(min_length=1, max_length=64)
+    selector: str = Field(pattern=SELECTOR_PATTERN)
+    args: list[Any] = Field(default_factory=list, max_length=16)
+    intent: str = Field(min_length=1, max_length=2000)
+    translated_by: str = "rules"
+
+
+class Translator(Protocol):
+    def translate(self, text: str, roots: list[str]) -> MissionBrief: ...
+
+
+STOPWORDS = frozenset(
+    "a an the to that which who me my our for of with and or please can you could would will should "
+    "create make write add define build teach learn new method function skill capability so it returns "
+    "return gives give called named is be".split()
+)
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+
+
+def snake_case(words: list[str]) -> str:
+    return "_".join(w.lower() for w in words if w)
+
+
+class RuleTranslator:
+    """Deterministic: target = a root name mentioned (else genesis); selector = an
+    explicit "called X" name, else the key words of the request; args = numbers."""
+
+    def translate(self, text: str, roots: list[str]) -> MissionBrief:
+        lowered = text.strip()
+        words = re.findall(r"[A-Za-z][A-Za-z0-9]*", lowered)
+        target = next((w for w in words if w in roots), DEFAULT_TARGET)
+        named = re.search(r"\b(?:called|named)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?", lowered)
+        if named:
+            selector = re.sub(r"(?<!^)(?=[A-Z])", "_", named.group(1)).lower().strip("_")
+        else:
+            keep = [w for w in words if w.lower() not in STOPWORDS and w != target][:4]
+            selector = snake_case(keep) or "do_it"
+        if not re.match(SELECTOR_PATTERN, selector):
+            selector = "m_" + re.sub(r"[^a-z0-9_]", "", selector)[:40]
+        args = [json.loads(n) for n in _NUMBER.findall(lowered)]
+        return MissionBrief(target=target, selector=selector, args=args, intent=lowered)
+
+
+SYSTEM_PROMPT = (
+    "You translate the Architect's request into a mission brief for a living object system. "
+    "Answer with JSON: target (the object that should learn or answer; one of: {roots}; default {default}), "
+    "selector (a short snake_case method name), args (the concrete argument values the request mentions, "
+    "as a JSON list, often empty), intent (what the method must do, in one sentence)."
+)
+
+
+class ModelTranslator:
+    """The embedded GGUF model through llama-cpp-python, grammar-constrained."""
+
+    def __init__(self, model_path: Path, *, threads: int = 2) -> None:
+        from llama_cpp import Llama  # imported here: the console works without it
+
+        self.model_path = model_path
+        self.llm = Llama(model_path=str(model_path), n_ctx=2048, n_threads=threads, verbose=False)
+        self.fallback = RuleTranslator()
+
+    def translate(self, text: str, roots: list[str]) -> MissionBrief:
+        schema = {
+            "type": "object",
+            "properties": {
+                "target": {"type": "string", "enum": roots or [DEFAULT_TARGET]},
+                "selector": {"type": "string", "pattern": SELECTOR_PATTERN},
+                "args": {"type": "array"},
+                "intent": {"type": "string"},
+            },
+            "required": ["target", "selector", "args", "intent"],
+        }
+        answer = self.llm.create_chat_completion(
+            messages=[
+                {"role": "system", "content": SYSTEM_PROMPT.format(roots=", ".join(roots), default=DEFAULT_TARGET)},
+                {"role": "user", "content": text},
+            ],
+            response_format={"type": "json_object", "schema": schema},
+            temperature=0.0,
+            max_tokens=200,
+        )
+        content = answer["choices"][0]["message"]["content"]
+        try:
+            return MissionBrief(**json.loads(content), translated_by="model")
+        except (ValueError, TypeError, ValidationError):
+            return self.fallback.translate(text, roots)
