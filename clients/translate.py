@@ -69,7 +69,8 @@ class RuleTranslator:
 
 SYSTEM_PROMPT = (
     "You translate the Architect's request into a mission brief for a living object system. "
-    "Answer with JSON: target (the object that should learn or answer; one of: {roots}; default {default}), "
+    "Answer with JSON: target (the object that should learn or answer: {default}, unless the request "
+    "explicitly names another of: {roots}), "
     "selector (a short snake_case method name), args (the concrete argument values the request mentions, "
     "as a JSON list, often empty), intent (what the method must do, in one sentence)."
 )
@@ -86,10 +87,12 @@ class ModelTranslator:
         self.fallback = RuleTranslator()
 
     def translate(self, text: str, roots: list[str]) -> MissionBrief:
+        # The default first: small models lean towards the first choice offered.
+        targets = [DEFAULT_TARGET] + [r for r in roots if r != DEFAULT_TARGET]
         schema = {
             "type": "object",
             "properties": {
-                "target": {"type": "string", "enum": roots or [DEFAULT_TARGET]},
+                "target": {"type": "string", "enum": targets},
                 "selector": {"type": "string", "pattern": SELECTOR_PATTERN},
                 "args": {"type": "array"},
                 "intent": {"type": "string"},
@@ -98,7 +101,7 @@ class ModelTranslator:
         }
         answer = self.llm.create_chat_completion(
             messages=[
-                {"role": "system", "content": SYSTEM_PROMPT.format(roots=", ".join(roots), default=DEFAULT_TARGET)},
+                {"role": "system", "content": SYSTEM_PROMPT.format(roots=", ".join(targets), default=DEFAULT_TARGET)},
                 {"role": "user", "content": text},
             ],
             response_format={"type": "json_object", "schema": schema},
