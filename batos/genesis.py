@@ -146,6 +146,8 @@ def _orchestrator(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
         name="orchestrator",
         description="Starts and tracks cognitive cycles (ALFRED's stewardship).",
         active_cycles=OOBTree(),
+        cycles=OOBTree(),
+        skills=OOBTree(),
     )
 
 

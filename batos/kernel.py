@@ -23,6 +23,7 @@ from transaction.interfaces import TransientError
 from ZODB.POSException import POSKeyError
 
 from . import __version__
+from .cycle import CycleEngine, Learning
 from .errors import BatosError, InvalidName, MessageNotUnderstood
 from .image import Image, root_names, root_object
 from .txn import reading, transact
@@ -183,11 +184,17 @@ class RequestLedger:
 
 
 class Kernel:
-    """Executes requests against an open image. Thread-safe: one call per worker."""
+    """Executes requests against an open image. Thread-safe: one call per worker.
 
-    def __init__(self, image: Image, config: KernelConfig = KernelConfig()) -> None:
+    With a :class:`CycleEngine`, an unknown selector is learned: the send
+    waits for the cycle (forwarding its progress), then runs the new method.
+    Without one, it is refused with ``not_understood``.
+    """
+
+    def __init__(self, image: Image, config: KernelConfig = KernelConfig(), engine: CycleEngine | None = None) -> None:
         self.image = image
         self.config = config
+        self.engine = engine
         self.started = time.time()
         self._lock = threading.Lock()
         self.in_flight = 0
@@ -202,8 +209,9 @@ class Kernel:
             "uptime_s": round(time.time() - self.started, 3),
             "in_flight": self.in_flight,
             "handled": self.handled,
-            "cycles_running": 0,
-            "models_loaded": [],
+            "cycles_running": self.engine.running if self.engine else 0,
+            "models_loaded": [self.engine.model.name] if self.engine and getattr(self.engine.model, "loaded", True) else [],
+            "model_calls": self.engine.model.calls if self.engine else 0,
         }
 
     def _track(self, delta: int) -> None:
@@ -218,12 +226,16 @@ class Kernel:
         """Run one message in its own transaction; blocking (call it off the loop)."""
         self._track(+1)
         try:
-            value = transact(
-                self.image.db,
-                lambda root: self._send_in_transaction(root, request),
-                attempts=self.config.conflict_attempts,
-                note=f"send {request.target} {request.selector}",
-            )
+            value = self._transact_send(request)
+            if isinstance(value, Learning):
+                assert self.engine is not None  # only an engine's kernel asks _doesNotUnderstand_
+                if progress is not None:
+                    progress("LEARNING", f"{request.target} does not understand {request.selector!r} yet; cycle {value.cycle_id}")
+                outcome = self.engine.drive(value.cycle_id, progress)
+                if outcome["state"] != "COMPLETE":
+                    reason = outcome["outcome"].get("reason", "the cycle did not complete")
+                    return Error(id=request.id, code="cycle_failed", message=f"cycle {value.cycle_id} failed: {reason}")
+                value = self._transact_send(request)  # now understood: answer the message
             return Result(id=request.id, value=value)
         except KernelError as exc:
             return Error(id=request.id, code=exc.code, message=str(exc))
@@ -237,6 +249,14 @@ class Kernel:
         finally:
             self._track(-1)
 
+    def _transact_send(self, request: Send) -> Any:
+        return transact(
+            self.image.db,
+            lambda root: self._send_in_transaction(root, request),
+            attempts=self.config.conflict_attempts,
+            note=f"send {request.target} {request.selector}",
+        )
+
     def _send_in_transaction(self, root: Any, request: Send) -> Any:
         selector = check_wire_selector(request.selector)
         receiver = resolve_target(root, request.target)
@@ -248,7 +268,9 @@ class Kernel:
         except MessageNotUnderstood:
             member = None
         if member is None:
-            outcome = self._not_understood(receiver, selector, args, kwargs, request.intent)
+            if self.engine is None:
+                raise KernelError("not_understood", f"{receiver.describe().split(':')[0]} does not understand {selector!r}; no model is configured to learn it")
+            return self._not_understood(receiver, selector, args, kwargs, request.intent)
         elif callable(member):
             self._check_arguments(selector, member, args, kwargs)
             outcome = self._call(member, *args, **kwargs)
@@ -272,11 +294,15 @@ class Kernel:
         except TypeError as exc:
             raise KernelError("bad_arguments", f"{selector}: {exc}") from None
 
-    def _not_understood(self, receiver: UvmObject, selector: str, args: list[Any], kwargs: dict[str, Any], intent: str | None) -> Any:
+    @staticmethod
+    def _not_understood(receiver: UvmObject, selector: str, args: list[Any], kwargs: dict[str, Any], intent: str | None) -> Learning:
         try:
-            return receiver._doesNotUnderstand_(selector, args, kwargs, intent)
+            ticket = receiver._doesNotUnderstand_(selector, args, kwargs, intent)
         except MessageNotUnderstood as exc:
-            raise KernelError("not_understood", f"{exc}; no cognitive cycle is installed to learn it") from None
+            raise KernelError("not_understood", f"{exc}; this image has no orchestrator to learn it") from None
+        if not isinstance(ticket, Learning):
+            raise KernelError("not_understood", f"{receiver.describe().split(':')[0]} does not understand {selector!r}")
+        return ticket
 
     @staticmethod
     def _call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -221,10 +221,18 @@ class UvmObject(Persistent):
     def _doesNotUnderstand_(self, selector: str, args: list[Any], kwargs: dict[str, Any], intent: str | None) -> Any:
         """The kernel's hook for a message nothing in the lookup chain answers.
 
-        The cognitive cycle takes this over (it learns the method); on its own
-        the object can only refuse the message.
+        In an image with an orchestrator, the message becomes a cognitive
+        cycle (created, or joined if one for the same message is under way)
+        and a :class:`batos.cycle.Learning` ticket is returned for the kernel
+        to wait on. An object outside such an image can only refuse.
         """
-        raise MessageNotUnderstood(self, selector)
+        jar = self._p_jar
+        root = jar.root() if jar is not None else None
+        if root is None or "orchestrator" not in root:
+            raise MessageNotUnderstood(self, selector)
+        from .cycle import open_cycle  # the cycle builds on this module
+
+        return open_cycle(root, self, selector, list(args), dict(kwargs), intent)
 
     # -- reflection -----------------------------------------------------------
 

@@ -1,0 +1,187 @@
+"""The cognitive cycle, driven through the kernel core with a scripted model."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from batos.cycle import CycleConfig, CycleEngine
+from batos.kernel import Kernel
+from batos.llm import ModelError, ScriptedModel
+from batos.metalog import MetaLog, read_events
+from batos.trial import Limits
+from batos.txn import reading, transact
+from batos.wire import PROTOCOL_VERSION, Error, Result, Send
+
+PLAN = '{"queries": ["factorial", "multiply numbers"]}'
+GOOD = "Here you go:\n```python\nimport math\n\ndef factorial(self, n):\n    return math.factorial(n)\n```\n"
+WRONG = "```python\ndef factorial(self, n):\n    return n * 2\n```"
+UNSAFE = "```python\nimport os\n\ndef factorial(self, n):\n    return os.getpid()\n```"
+ESCAPE = "```python\ndef factorial(self, n):\n    return ().__class__.__base__.__subclasses__()\n```"
+ENDLESS = "```python\ndef factorial(self, n):\n    while True:\n        n += 1\n```"
+BOMB = "```python\ndef factorial(self, n):\n    return len('x' * (10 ** 11))\n```"
+PROSE = "I cannot write that method, sorry."
+INTENT = "return n factorial, e.g. factorial(4) == 24"
+
+
+def make_kernel(image, script, tmp_path=None, **config):
+    model = ScriptedModel(script)
+    log = MetaLog(tmp_path / "metacognition.jsonl") if tmp_path else None
+    limits = Limits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)
+    engine = CycleEngine(image.db, model, config=CycleConfig(limits=limits, **config), log=log)
+    return Kernel(image, engine=engine), model, log
+
+
+def send(kernel, selector, *args, target="genesis", intent=INTENT, progress=None):
+    request = Send(v=PROTOCOL_VERSION, id="r", kind="send", target=target, selector=selector, args=list(args), intent=intent)
+    return kernel.send(request, progress)
+
+
+def cycles(image):
+    with reading(image.db) as root:
+        return {cid: (c.state, c.attempt, [h["to"] for h in c.history]) for cid, c in root["orchestrator"].cycles.items()}
+
+
+def test_an_unknown_message_is_learned_installed_and_answered(image, tmp_path):
+    kernel, model, log = make_kernel(image, [PLAN, GOOD], tmp_path)
+    states = []
+    reply = send(kernel, "factorial", 5, progress=lambda state, detail: states.append(state))
+    assert reply == Result(id="r", value=120)
+    assert states == ["LEARNING", "DECOMPOSING", "DELEGATING", "SYNTHESIZING", "VALIDATING", "COMPLETE"]
+    [(cycle_id, (state, attempt, path))] = cycles(image).items()
+    assert (state, attempt) == ("COMPLETE", 0)
+    assert path == ["DECOMPOSING", "DELEGATING", "SYNTHESIZING", "VALIDATING", "COMPLETE"]
+    with reading(image.db) as root:
+        record = root["genesis"].method_record("factorial")
+        assert (record.author, record.cycle, record.version) == ("BRICK", cycle_id, 1)
+        assert record.source == "import math\n\ndef factorial(self, n):\n    return math.factorial(n)\n"
+        cycle = root["orchestrator"].cycles[cycle_id]
+        kinds = [a["kind"] for a in cycle.artifacts]
+        assert kinds == ["brief", "plan", "context", "candidate", "verdict"]
+        verdict = cycle.artifacts[-1]
+        assert verdict["trial"]["value"] == "120"
+        assert verdict["checks"] == ["factorial(4) == 24"]
+        assert verdict["trial"]["checks"][0]["passed"] is True
+        assert cycle.artifacts[1]["persona"] == "BRICK" and cycle.artifacts[1]["model"] == "scripted"
+        assert len(root["orchestrator"].active_cycles) == 0
+        assert root["orchestrator"].skills[cycle.key]["selector"] == "factorial"
+    # The same message again: answered directly, no model call.
+    assert send(kernel, "factorial", 6).value == 720
+    assert model.calls == 2
+    log.close()
+    events = list(read_events(tmp_path / "metacognition.jsonl", cycle=cycle_id))
+    assert [e["event"] for e in events].count("transition") == 4
+    assert {"audit", "trial", "finished"} <= {e["event"] for e in events}
+    assert all(e.get("sha256") for e in events if e["event"] == "transition")
+
+
+def test_rejected_attempts_feed_back_into_the_next(image):
+    kernel, model, _ = make_kernel(image, [PLAN, UNSAFE, WRONG, GOOD])
+    assert send(kernel, "factorial", 5).value == 120
+    [(_, (state, attempt, path))] = cycles(image).items()
+    assert (state, attempt) == ("COMPLETE", 2)
+    assert path.count("SYNTHESIZING") == 3
+    second_prompt, third_prompt = model.prompts[2][1], model.prompts[3][1]
+    assert "import of 'os' is not allowed" in second_prompt
+    assert "Check failed: factorial(4) == 24 -> expected 24, got 8" in third_prompt
+
+
+@pytest.mark.parametrize("bad", [ESCAPE, ENDLESS, BOMB, PROSE, UNSAFE])
+def test_a_failed_cycle_leaves_the_target_exactly_as_it_was(image, bad):
+    with reading(image.db) as root:
+        serial = root["genesis"]._p_serial
+        slots_serial = root["genesis"]._slots._p_serial
+    kernel, model, _ = make_kernel(image, [PLAN, bad, bad, bad])
+    reply = send(kernel, "factorial", 5)
+    assert isinstance(reply, Error) and reply.code == "cycle_failed"
+    assert "no acceptable method after 3 attempts" in reply.message
+    with reading(image.db) as root:
+        genesis = root["genesis"]
+        assert genesis._p_serial == serial and genesis._slots._p_serial == slots_serial
+        assert genesis.method_names() == []
+    [(_, (state, attempt, _path))] = cycles(image).items()
+    assert (state, attempt) == ("FAILED", 2)
+
+
+def test_feedback_names_what_went_wrong(image):
+    kernel, model, _ = make_kernel(image, [PLAN, ENDLESS, BOMB, ESCAPE], max_attempts=3)
+    send(kernel, "factorial", 5)
+    prompts = [p for _, p in model.prompts]
+    assert "CPU time limit" in prompts[2] or "timed out" in prompts[2]
+    assert "MemoryError" in prompts[3] or "killed" in prompts[3]
+
+
+def test_a_method_that_changes_the_receiver_persists(image):
+    code = (
+        "```python\ndef remember(self, item):\n    notes = list(self.notes) if 'notes' in self.slot_names() else []\n"
+        "    notes.append(item)\n    self.notes = notes\n    self._p_changed = True\n    return len(notes)\n```"
+    )
+    kernel, _, _ = make_kernel(image, [PLAN, code])
+    assert send(kernel, "remember", "milk", intent="store an item in the notes list").value == 1
+    assert send(kernel, "remember", "eggs").value == 2
+    with reading(image.db) as root:
+        assert root["genesis"].notes == ["milk", "eggs"]
+
+
+def test_two_identical_messages_share_one_cycle(image):
+    kernel, model, _ = make_kernel(image, [PLAN, {"text": GOOD, "delay": 0.5}])
+    replies = []
+
+    def go():
+        replies.append(send(kernel, "factorial", 5))
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert replies == [Result(id="r", value=120)] * 2
+    assert len(cycles(image)) == 1
+    assert model.calls == 2
+
+
+def test_a_model_failure_fails_the_cycle_cleanly(image):
+    kernel, model, _ = make_kernel(image, [PLAN])  # nothing scripted for the code step
+    reply = send(kernel, "factorial", 5)
+    assert isinstance(reply, Error) and reply.code == "cycle_failed"
+    assert "model unavailable" in reply.message
+
+
+def test_an_interrupted_cycle_resumes_from_its_last_state(image):
+    class Crash(BaseException):
+        """Stands in for the process dying between two transitions."""
+
+    def crashing(system, prompt):
+        if "Give 1 to 3 short search queries" in prompt:
+            return PLAN
+        raise Crash()
+
+    kernel, _, _ = make_kernel(image, crashing)
+    with pytest.raises(Crash):
+        send(kernel, "factorial", 5)
+    [(cycle_id, (state, _, _))] = cycles(image).items()
+    assert state == "SYNTHESIZING"
+    # A new kernel on the same image: the cycle is picked up where it stopped.
+    model = ScriptedModel([GOOD])
+    engine = CycleEngine(image.db, model)
+    assert engine.resume_pending() == [cycle_id]
+    assert cycles(image)[cycle_id][0] == "COMPLETE"
+    assert model.calls == 1  # no re-planning: DECOMPOSING was already committed
+    assert Kernel(image, engine=engine).send(Send(v=1, id="x", kind="send", target="genesis", selector="factorial", args=[4])).value == 24
+
+
+def test_a_cycle_interrupted_too_often_is_failed(image):
+    kernel, _, _ = make_kernel(image, [PLAN])
+    engine = CycleEngine(image.db, ScriptedModel([]), config=CycleConfig(max_restarts=0))
+
+    def stall(root):
+        from batos.cycle import open_cycle
+
+        open_cycle(root, root["genesis"], "factorial", [5], {}, INTENT)
+
+    transact(image.db, stall)
+    assert engine.resume_pending() == []
+    [(_, (state, _, path))] = cycles(image).items()
+    assert state == "FAILED" and path == ["FAILED"]
