@@ -138,8 +138,10 @@ def default_endpoint() -> str:
 
 
 def cmd_kernel(args: argparse.Namespace) -> int:
+    from .cycle import CycleConfig, CycleEngine
     from .genesis import incarnate
     from .kernel import Kernel, KernelConfig
+    from .metalog import MetaLog
     from .server import Curve, check_exposure, run_kernel
 
     if bool(args.curve_secret) != bool(args.curve_allow):
@@ -148,12 +150,25 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     config = KernelConfig(endpoint=args.endpoint, max_message_size=args.max_msg_size, workers=args.workers)
     check_exposure(config.endpoint, curve, args.insecure)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    log = logging.getLogger("batos.kernel")
+    model = None
+    if args.model == "embedded":
+        from .embedded import EMBEDDED_DEFAULT, assemble
+        from .llm import LlamaCppModel
+
+        model = LlamaCppModel(assemble(), EMBEDDED_DEFAULT.name)
     with open_image(args.image, create=True) as image:
         created = incarnate(image)
         if created:
-            logging.getLogger("batos.kernel").info("genesis created %s", ", ".join(created))
-        bound = run_kernel(Kernel(image, config), config, curve)
-    logging.getLogger("batos.kernel").info("kernel on %s stopped; image closed", bound)
+            log.info("genesis created %s", ", ".join(created))
+        metalog = MetaLog(log_path(args.image)) if model is not None else None
+        engine = CycleEngine(image.db, model, config=CycleConfig(max_attempts=args.max_attempts), log=metalog) if model else None
+        try:
+            bound = run_kernel(Kernel(image, config, engine), config, curve)
+        finally:
+            if metalog is not None:
+                metalog.close()
+    log.info("kernel on %s stopped; image closed", bound)
     return 0
 
 
@@ -246,6 +261,49 @@ def cmd_console(args: argparse.Namespace) -> int:
     return run_console(args)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .guardian import audit
+
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BatosError(f"no such file: {path}") from None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise BatosError(f"{path} is not a UTF-8 text file ({type(exc).__name__})") from None
+    report = audit(text, args.selector)
+    name = report.selector or args.selector or "?"
+    print(f"{'ACCEPTED' if report.accepted else 'REJECTED'} {name}")
+    for error in report.errors:
+        print(f"  {error}")
+    if report.accepted and args.show:
+        print(report.source, end="")
+    return 0 if report.accepted else 1
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from .metalog import format_event, read_events
+
+    path = Path(args.file) if args.file else log_path(args.image)
+    if not path.exists():
+        raise BatosError(f"no metacognition log at {path} (it appears with the first cycle)")
+    try:
+        for event in read_events(path, args.cycle, args.follow):
+            print(format_event(event), flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def log_path(image_uri: str | None) -> Path:
+    """The metacognition log lives beside a file image, else in the working directory."""
+    from .image import file_path, normalize_uri
+    from .metalog import FILENAME
+
+    path = file_path(normalize_uri(image_uri or default_uri()))
+    return (path.parent if path is not None else Path.cwd()) / FILENAME
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batos", description="BAT OS: a living object kernel.")
     parser.add_argument("--version", action="version", version=f"batos {__version__}")
@@ -296,7 +354,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-secret", help="the kernel's secret key file: require CURVE authentication")
     p.add_argument("--curve-allow", help="directory of allowed client public keys (*.key)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback endpoint without CURVE")
+    p.add_argument("--model", choices=["embedded", "none"], default="embedded",
+                   help="the model cycles use to learn unknown messages (none: refuse them)")
+    p.add_argument("--max-attempts", type=int, default=3, help="synthesis attempts per cycle (default 3)")
     p.set_defaults(func=cmd_kernel)
+
+    p = commands.add_parser("audit", help="run the guardian on a file of (model) output; exit 0 if accepted")
+    p.add_argument("file", help="Python source or raw model output (markdown fences and prose are fine)")
+    p.add_argument("--selector", help="the method to extract (default: the one method in the file)")
+    p.add_argument("--show", action="store_true", help="print the extracted source when accepted")
+    p.set_defaults(func=cmd_audit)
+
+    p = commands.add_parser("log", help="show the metacognition log of cognitive cycles")
+    image_arg(p)
+    p.add_argument("--file", help="the log file (default: metacognition.jsonl beside the image)")
+    p.add_argument("--cycle", help="only this cycle (an id or its prefix)")
+    p.add_argument("--follow", action="store_true", help="keep printing new events")
+    p.set_defaults(func=cmd_log)
 
     p = commands.add_parser("ping", help="print the kernel's status; exit 0 when it answers")
     client_args(p, 5.0)

@@ -94,9 +94,9 @@ def _candidates(text: str) -> list[str]:
     if blocks:
         return blocks
     lines = text.splitlines()
-    starts = [i for i, line in enumerate(lines) if _CODE_START.match(line)]
+    starts = [i for i, line in enumerate(lines) if _CODE_START.match(line.lstrip())]
     if not starts:
-        return [text]
+        return []  # prose only
     body = lines[starts[0] :]
     # Drop trailing prose: shrink from the end until the rest parses.
     for end in range(len(body), 0, -1):

@@ -71,7 +71,7 @@ class KernelServer:
         self.curve = curve
         self.ledger = RequestLedger()
         self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="batos-worker")
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Future[Any]] = set()
         self.bound: str | None = None
 
     def _open_socket(self, context: zmq.asyncio.Context) -> zmq.asyncio.Socket:
@@ -111,6 +111,11 @@ class KernelServer:
                 auth.configure_curve(domain="*", location=str(self.curve.allow_dir))
             sock = self._open_socket(context)
             log.info("kernel listening on %s (image %s)", self.bound, self.kernel.image.uri)
+            if self.kernel.engine is not None:
+                # Cycles a previous kernel left unfinished carry on in the background.
+                resume = asyncio.get_running_loop().run_in_executor(self.executor, self.kernel.engine.resume_pending)
+                self.tasks.add(resume)
+                resume.add_done_callback(self.tasks.discard)
             await self._receive_until(sock, stop)
             await self._drain()
         finally:

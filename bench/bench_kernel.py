@@ -88,7 +88,7 @@ def raw_echo(n: int) -> dict[str, float]:
 
 def kernel_runs(n: int, directory: Path) -> tuple[dict[str, float], float]:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    kernel = subprocess.Popen([str(BIN / "batos"), "kernel", "--image", str(directory / "k.fs"), "--endpoint", endpoint],
+    kernel = subprocess.Popen([str(BIN / "batos"), "kernel", "--image", str(directory / "k.fs"), "--endpoint", endpoint, "--model", "none"],
                               stderr=subprocess.DEVNULL)
     try:
         with KernelClient(endpoint, answer_timeout=1.0, retries=60) as client:

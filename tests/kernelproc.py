@@ -13,11 +13,13 @@ from .conftest import BIN, free_port
 
 
 class KernelProcess:
-    def __init__(self, image_uri: str, *extra: str, endpoint: str | None = None, log: Path | None = None) -> None:
+    def __init__(self, image_uri: str, *extra: str, endpoint: str | None = None, log: Path | None = None, model: str = "none") -> None:
+        """``model="none"`` unless a test is about learning: an unknown selector
+        is then refused at once instead of starting a cycle."""
         self.endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
         self.log_path = log
         self.proc = subprocess.Popen(
-            [str(BIN / "batos"), "kernel", "--image", image_uri, "--endpoint", self.endpoint, *extra],
+            [str(BIN / "batos"), "kernel", "--image", image_uri, "--endpoint", self.endpoint, "--model", model, *extra],
             stdout=subprocess.DEVNULL,
             stderr=open(log, "wb") if log else subprocess.DEVNULL,
         )
