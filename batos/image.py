@@ -17,7 +17,6 @@ import zc.lockfile
 import zodburi
 from persistent.mapping import PersistentMapping
 from ZODB.DB import DB
-from ZODB.FileStorage import FileStorage
 from ZODB.FileStorage.FileStorage import FileStorageFormatError
 from ZODB.POSException import POSError
 
@@ -173,9 +172,3 @@ def storage_size(image: Image) -> int:
         for dirpath, _dirs, files in os.walk(blob_dir.base_dir):
             size += sum((Path(dirpath) / f).stat().st_size for f in files)
     return size
-
-
-def is_file_storage(image: Image) -> bool:
-    storage = image.db.storage
-    inner = getattr(storage, "_BlobStorage__storage", None) or getattr(storage, "_storage", None)
-    return isinstance(storage, FileStorage) or isinstance(inner, FileStorage)

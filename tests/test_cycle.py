@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
 
 from batos.cycle import CycleConfig, CycleEngine
 from batos.kernel import Kernel
-from batos.llm import ModelError, ScriptedModel
+from batos.llm import ScriptedModel
 from batos.metalog import MetaLog, read_events
 from batos.trial import Limits
 from batos.txn import reading, transact

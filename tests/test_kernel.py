@@ -9,7 +9,7 @@ from BTrees.OOBTree import OOBTree
 from persistent.list import PersistentList
 
 from batos.kernel import Kernel, KernelConfig, RequestLedger
-from batos.txn import reading, transact
+from batos.txn import transact
 from batos.wire import PROTOCOL_VERSION, Error, Inspect, Result, Send, View
 
 COUNTER = """\
