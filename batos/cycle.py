@@ -31,6 +31,7 @@ from typing import Any, Callable
 from persistent.list import PersistentList
 from ZODB.DB import DB
 
+from . import memory
 from .guardian import audit
 from .llm import ModelError, TextModel
 from .metalog import MetaLog
@@ -160,8 +161,11 @@ def _code_prompt(view: dict[str, Any]) -> str:
         f"Intent: {view['intent'] or '(none given; infer it from the name)'}",
     ]
     if view["context"]:
-        examples = "\n\n".join(f"# {c['owner']}.{c['selector']}\n{c['source'].strip()}" for c in view["context"][:3])
-        parts.append(f"Related methods already in the system (reuse their ideas):\n{examples}")
+        examples = "\n\n".join(
+            f"# note: {c['owner']}\n# {c['source'].strip()[:400]}" if c["kind"] == "memory" else f"# {c['owner']}.{c['selector']}\n{c['source'].strip()}"
+            for c in view["context"][:3]
+        )
+        parts.append(f"Related methods and notes already in the system (reuse their ideas):\n{examples}")
     if view["feedback"]:
         parts.append(f"Your previous attempt was rejected:\n{view['previous']}\nProblems:\n{view['feedback']}\nFix them.")
     parts.append(CODE_RULES.format(selector=view["selector"]))
@@ -315,8 +319,12 @@ class CycleEngine:
         )
 
     def _finish(self, view: dict[str, Any], state: str, reason: str, artifact: dict[str, Any], source: str | None = None) -> None:
-        """COMPLETE (install + outcome) or FAILED, in one transaction."""
+        """COMPLETE (install + outcome + skill index) or FAILED, in one transaction."""
         expected = view["state"]
+        skill = None
+        if source is not None:  # embed before the transaction: inference stays outside
+            skill = memory.prepare_skill(f"skill:{view['target_ref']}:{view['selector']}", view["target_name"],
+                                         view["selector"], view["intent"], source)
 
         def work(root: Any) -> None:
             orchestrator = root["orchestrator"]
@@ -330,6 +338,7 @@ class CycleEngine:
                     "owner": cycle.target, "selector": cycle.selector, "intent": cycle.intent,
                     "cycle": cycle.cycle_id, "version": record.version,
                 }
+                memory.store(root["knowledge_catalog"], skill)
             if artifact:
                 cycle.artifacts.append({**artifact, "at": now})
             cycle.history.append({"from": expected, "to": state, "at": now, "note": reason})

@@ -106,12 +106,19 @@ def _genesis(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
 
 
 def _knowledge_catalog(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
-    return UvmObject(
+    from .memory import ensure_catalog, prepare, store
+
+    catalog = UvmObject(
         parents=(objs["traits"],),
         name="knowledge_catalog",
         description="Fractal memory: documents, chunks and their indexes.",
         documents=OOBTree(),
     )
+    ensure_catalog(catalog)
+    for memory in codex.memories:
+        store(catalog, prepare(memory.id, f"{memory.prompt}\n\n{memory.response}", title=memory.prompt,
+                               source="seeds/persona_codex.jsonl", kind="codex"))
+    return catalog
 
 
 def _psm(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:

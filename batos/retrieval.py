@@ -1,9 +1,10 @@
 """What the cycle's DELEGATING state asks of memory: queries in, snippets out.
 
-Until the knowledge catalog has its indexes (the memory issue), this searches
-what the image already knows how to do — the methods of the receiver and its
-ancestors, and the skills earlier cycles installed anywhere — by word
-overlap, so an earlier skill comes back as an example for a new one.
+Two sources, merged: the methods of the receiver and its ancestors (ranked by
+word overlap with the queries: they are few and always in reach), and a
+hybrid search of the knowledge catalog — documents and the skills earlier
+cycles installed anywhere (Voyager's skill library), so an earlier skill comes
+back as an example for a new one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import memory
 from .uvm import UvmObject
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -23,31 +25,29 @@ def words(text: str) -> set[str]:
 
 
 def retrieve(root: Any, receiver: UvmObject, queries: list[str], k: int = 5) -> list[dict[str, Any]]:
-    """Rank known methods against the queries; best first, at most *k*."""
+    """Related methods and memories, best first, at most *k*."""
     wanted = set().union(*(words(q) for q in queries)) if queries else set()
-    candidates: dict[tuple[str, str], dict[str, Any]] = {}
+    scored = []
     for owner in receiver.ancestors():
         for selector in owner.method_names():
-            record = owner.method_record(selector)
-            candidates[(owner.describe(), selector)] = {
-                "kind": "method", "owner": owner.describe().split(":")[0], "selector": selector,
-                "source": record.source, "intent": "",
-            }
-    skills = root["orchestrator"]._slots.get("skills")
-    for skill in (skills.values() if skills is not None else ()):
-        owner = skill["owner"]
-        if owner.method_record(skill["selector"]) is None:
-            continue  # forgotten since; the library only offers what exists
-        key = (owner.describe(), skill["selector"])
-        candidates.setdefault(key, {
-            "kind": "skill", "owner": owner.describe().split(":")[0], "selector": skill["selector"],
-            "source": owner.method_record(skill["selector"]).source, "intent": skill.get("intent") or "",
-        })
-    scored = []
-    for snippet in candidates.values():
-        text = f"{snippet['selector']} {snippet['intent']} {snippet['source']}"
-        overlap = len(wanted & words(text))
-        if overlap:
-            scored.append((overlap, snippet["selector"], snippet))
-    scored.sort(key=lambda item: (-item[0], item[1]))
-    return [dict(snippet, score=score) for score, _, snippet in scored[:k]]
+            source = owner.method_record(selector).source
+            overlap = len(wanted & words(f"{selector} {source}"))
+            if overlap:
+                scored.append((overlap, {"kind": "method", "owner": owner.describe().split(":")[0], "selector": selector,
+                                         "source": source, "score": overlap}))
+    scored.sort(key=lambda item: (-item[0], item[1]["selector"]))
+    snippets = [snippet for _, snippet in scored[:k]]
+    seen = {(s["owner"], s["selector"]) for s in snippets}
+    catalog = root["knowledge_catalog"]
+    for query in queries:
+        for hit in memory.search(catalog, query, k):
+            if hit.doc_id.startswith("skill:"):
+                owner, _, selector = hit.title.rpartition(".")
+                if (owner, selector) in seen:
+                    continue
+                seen.add((owner, selector))
+                snippets.append({"kind": "skill", "owner": owner, "selector": selector, "source": hit.text, "score": hit.score})
+            elif ("doc", hit.chunk_id) not in seen:
+                seen.add(("doc", hit.chunk_id))
+                snippets.append({"kind": "memory", "owner": hit.title, "selector": hit.doc_id, "source": hit.text, "score": hit.score})
+    return snippets[: 2 * k]

@@ -336,6 +336,7 @@ class UvmObject(Persistent):
             selector, target.source, current.version + 1, author, target.cycle, current.history, target.version
         )
         self._methods[selector] = record
+        self._skill_changed(selector)
         return record
 
     def forget_method(self, selector: str) -> MethodRecord:
@@ -343,7 +344,26 @@ class UvmObject(Persistent):
         record = self._methods.pop(selector, None)
         if record is None:
             raise MessageNotUnderstood(self, selector)
+        self._skill_changed(selector)
         return record
+
+    def _skill_changed(self, selector: str) -> None:
+        """Keep the skill library in step: a learned method reverted or forgotten
+        is re-indexed or dropped in the same transaction."""
+        jar = self._p_jar
+        root = jar.root() if jar is not None and self._p_oid is not None else None
+        skills = root["orchestrator"]._slots.get("skills") if root is not None and "orchestrator" in root else None
+        if skills is None:
+            return
+        key = f"0x{int.from_bytes(self._p_oid, 'big'):x}:{selector}"
+        skill = skills.get(key)
+        if skill is None:
+            return
+        from . import memory  # heavy (embeddings): only when a learned method changes
+
+        memory.reindex_skill(root["knowledge_catalog"], self, selector, skill.get("intent", ""))
+        if self._methods.get(selector) is None:
+            del skills[key]
 
 
 RESERVED_NAMES = frozenset(n for n in dir(UvmObject) if not n.startswith("_"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,16 +24,28 @@ def file_uri(directory: Path, name: str = "live_image.fs") -> str:
     return f"file://{path}?blobstorage_dir={path}.blob"
 
 
+@pytest.fixture(scope="session")
+def genesis_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One image after genesis per session; tests get copies (genesis embeds
+    the codex, which loads the embedding model: worth doing once)."""
+    directory = tmp_path_factory.mktemp("template")
+    with open_image(file_uri(directory), create=True) as img:
+        incarnate(img)
+    return directory / "live_image.fs"
+
+
 @pytest.fixture
-def image_uri(tmp_path: Path) -> str:
+def image_uri(tmp_path: Path, genesis_template: Path) -> str:
+    """A fresh copy of a genesis image, in this test's directory."""
+    shutil.copyfile(genesis_template, tmp_path / "live_image.fs")
+    shutil.copytree(f"{genesis_template}.blob", tmp_path / "live_image.fs.blob")
     return file_uri(tmp_path)
 
 
 @pytest.fixture
 def image(image_uri: str) -> Iterator[Image]:
-    """A fresh image after genesis."""
-    img = open_image(image_uri, create=True)
-    incarnate(img)
+    """A fresh image after genesis, open."""
+    img = open_image(image_uri)
     try:
         yield img
     finally:

@@ -13,6 +13,8 @@ from batos.genesis import PRIMORDIAL, incarnate, migrate, schema_version
 from batos.image import META_KEY, open_image, root_names
 from batos.txn import reading, transact
 
+from .conftest import file_uri
+
 
 def test_genesis_creates_every_primordial_object(image):
     with reading(image.db) as root:
@@ -124,12 +126,12 @@ GOOD = seeds_dir() / "persona_codex.jsonl"
         (lambda lines: lines + ['{"kind": "memory", "id": "x", "prompt": "", "response": "r"}'], "prompt"),
     ],
 )
-def test_bad_codex_is_refused_and_the_image_is_untouched(image_uri, tmp_path, monkeypatch, mutate, reason):
+def test_bad_codex_is_refused_and_the_image_is_untouched(tmp_path, monkeypatch, mutate, reason):
     lines = GOOD.read_text().splitlines()
     bad = tmp_path / "persona_codex.jsonl"
     bad.write_text("\n".join(mutate(lines)) + "\n")
     monkeypatch.setenv("BATOS_SEEDS", str(tmp_path))
-    img = open_image(image_uri, create=True)
+    img = open_image(file_uri(tmp_path, "fresh.fs"), create=True)
     tid = img.db.lastTransaction()
     with pytest.raises(CodexError, match=reason):
         incarnate(img)
