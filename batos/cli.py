@@ -403,7 +403,7 @@ def cmd_memory_ingest(args: argparse.Namespace) -> int:
             continue
         for file in memory.files_under(path):
             for entry in memory.documents_in(file, args.max_bytes):
-                if isinstance(entry, memory.MemoryError_):
+                if isinstance(entry, memory.IngestError):
                     problems.append(str(entry))
                 else:
                     items.append(entry)
@@ -413,7 +413,7 @@ def cmd_memory_ingest(args: argparse.Namespace) -> int:
             for item in items:
                 try:
                     stored += memory.ingest(image.db, [item], source=item[0], progress=lambda _doc: bar.update(1))
-                except memory.MemoryError_ as exc:
+                except memory.IngestError as exc:
                     problems.append(str(exc))
                     bar.update(1)
     for problem in problems:

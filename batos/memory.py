@@ -49,7 +49,7 @@ MIN_SIMILARITY = 0.25  # nonsense queries top out near 0.2 against real text (me
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".jsonl"}
 
 
-class MemoryError_(BatosError):
+class IngestError(BatosError):
     """A document that cannot be ingested (empty, binary, too large, malformed)."""
 
 
@@ -223,7 +223,7 @@ def extractive_summary(title: str, sents: list[str], vectors: np.ndarray) -> str
 def prepare(doc_id: str, text: str, *, title: str | None = None, source: str = "", kind: str = "text") -> Prepared:
     """Split, chunk, summarise and embed one document (no database access)."""
     if not isinstance(text, str) or not text.strip():
-        raise MemoryError_(f"{doc_id}: empty document")
+        raise IngestError(f"{doc_id}: empty document")
     title = title or doc_id
     sents = sentences(text)
     sentence_vectors = Embedder.encode(sents)
@@ -390,7 +390,7 @@ def search(catalog: UvmObject, query: str, k: int = 5, *, mode: str = "hybrid", 
 
 
 def stats(catalog: UvmObject) -> dict[str, Any]:
-    ensure = "chunks" in catalog._slots
+    indexed = "chunks" in catalog._slots
     documents = catalog.documents if "documents" in catalog._slots else {}
     kinds: dict[str, int] = {}
     for doc in documents.values():
@@ -399,9 +399,9 @@ def stats(catalog: UvmObject) -> dict[str, Any]:
         "documents": len(documents),
         "chunks": sum(len(d.chunk_ids) for d in documents.values()),
         "kinds": kinds,
-        "words_in_lexicon": catalog.chunk_index._lexicon.wordCount() if ensure else 0,
+        "words_in_lexicon": catalog.chunk_index._lexicon.wordCount() if indexed else 0,
         "vector_bytes": sum(len(d.vectors) for d in documents.values()),
-        "generation": catalog.generation if ensure else 0,
+        "generation": catalog.generation if indexed else 0,
     }
 
 
@@ -437,28 +437,28 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
     """A file's text, with a clear error for what is not a text document."""
     size = path.stat().st_size
     if size == 0:
-        raise MemoryError_(f"{path}: empty file")
+        raise IngestError(f"{path}: empty file")
     if size > max_bytes:
-        raise MemoryError_(f"{path}: {size} bytes is larger than the {max_bytes}-byte limit; split it first")
+        raise IngestError(f"{path}: {size} bytes is larger than the {max_bytes}-byte limit; split it first")
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
-        raise MemoryError_(f"{path}: binary file (NUL bytes), not text")
+        raise IngestError(f"{path}: binary file (NUL bytes), not text")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MemoryError_(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
+        raise IngestError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     if not text.strip():
-        raise MemoryError_(f"{path}: only whitespace")
+        raise IngestError(f"{path}: only whitespace")
     return text
 
 
-def documents_in(path: Path, max_bytes: int = MAX_BYTES) -> Iterator[tuple[str, str, str, str] | MemoryError_]:
+def documents_in(path: Path, max_bytes: int = MAX_BYTES) -> Iterator[tuple[str, str, str, str] | IngestError]:
     """(doc id, title, text, kind) for each document a file holds; errors are yielded, not raised,
     so one bad file does not stop a directory."""
     try:
         text = read_text(path, max_bytes)
-    except (MemoryError_, OSError) as exc:
-        yield exc if isinstance(exc, MemoryError_) else MemoryError_(f"{path}: {exc}")
+    except (IngestError, OSError) as exc:
+        yield exc if isinstance(exc, IngestError) else IngestError(f"{path}: {exc}")
         return
     if path.suffix.lower() != ".jsonl":
         title = next((line.lstrip("# ").strip() for line in text.splitlines() if line.strip()), path.name)[:120]
@@ -470,14 +470,14 @@ def documents_in(path: Path, max_bytes: int = MAX_BYTES) -> Iterator[tuple[str, 
         try:
             entry = json.loads(line)
         except ValueError as exc:
-            yield MemoryError_(f"{path}:{number}: not JSON ({exc})")
+            yield IngestError(f"{path}:{number}: not JSON ({exc})")
             continue
         if not isinstance(entry, dict):
-            yield MemoryError_(f"{path}:{number}: a line must be a JSON object")
+            yield IngestError(f"{path}:{number}: a line must be a JSON object")
             continue
         body = entry.get("text") or "\n\n".join(str(entry[k]) for k in ("prompt", "response") if entry.get(k))
         if not isinstance(body, str) or not body.strip():
-            yield MemoryError_(f"{path}:{number}: no text (expected a 'text' field or 'prompt'/'response')")
+            yield IngestError(f"{path}:{number}: no text (expected a 'text' field or 'prompt'/'response')")
             continue
         doc_id = str(entry.get("id") or f"{path}#{number}")
         yield doc_id, str(entry.get("title") or entry.get("prompt") or doc_id)[:120], body, "jsonl"

@@ -136,7 +136,7 @@ def test_bad_files_get_clear_errors(tmp_path, content, message):
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
     [error] = list(memory.documents_in(path))
-    assert isinstance(error, memory.MemoryError_) and message in str(error)
+    assert isinstance(error, memory.IngestError) and message in str(error)
 
 
 def test_huge_files_are_refused_before_reading(tmp_path):
