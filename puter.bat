@@ -1,6 +1,7 @@
 @echo off
 rem BAT OS launcher (Windows).
-rem   puter.bat           set up on first run, start the kernel in the background, open the console
+rem   puter.bat [start [--keep-running]]  set up on first run, start the watchdog (and so the kernel)
+rem                       in the background, open the console, then offer to stop the system
 rem   puter.bat setup     set up only
 rem   puter.bat test      set up what the tests need, then run the whole test suite
 setlocal
@@ -29,12 +30,15 @@ if "%COMMAND%"=="test" (
 )
 .venv\Scripts\batos models assemble || exit /b 1
 if "%COMMAND%"=="setup" exit /b 0
-if not exist logs mkdir logs
 if "%BATOS_ENDPOINT%"=="" set BATOS_ENDPOINT=tcp://127.0.0.1:5555
-start "BAT OS kernel" /b cmd /c ".venv\Scripts\batos kernel --endpoint %BATOS_ENDPOINT% >> logs\kernel.log 2>&1"
-echo kernel starting on %BATOS_ENDPOINT%; log: %CD%\logs\kernel.log
-.venv\Scripts\batos ping --endpoint %BATOS_ENDPOINT% --timeout 60 >nul || exit /b 1
+if "%BATOS_IMAGE%"=="" set BATOS_IMAGE=live_image.fs
+start "BAT OS watchdog" /b cmd /c ".venv\Scripts\batos watchdog --image %BATOS_IMAGE% --endpoint %BATOS_ENDPOINT% >> watchdog.out 2>&1"
+echo watchdog starting on %BATOS_ENDPOINT%; logs: %CD%\watchdog.jsonl, %CD%\kernel.log, %CD%\watchdog.out
+.venv\Scripts\batos ping --endpoint %BATOS_ENDPOINT% --timeout 120 >nul || exit /b 1
 .venv\Scripts\batos console --endpoint %BATOS_ENDPOINT%
-rem Stop the kernel gracefully once the console exits (CTRL_BREAK is not
-rem deliverable to a /b child, so taskkill without /f asks it to close).
-for /f "tokens=2 delims=:, " %%p in ('.venv\Scripts\batos ping --endpoint %BATOS_ENDPOINT% --json ^| findstr /c:"\"pid\""') do taskkill /pid %%p >nul 2>&1
+if "%2"=="--keep-running" exit /b 0
+set /p ANSWER=Stop BAT OS? [Y/n] 
+if /i "%ANSWER%"=="n" exit /b 0
+rem No SIGTERM on Windows: end the watchdog and its kernel as a process tree.
+for /f %%p in (%BATOS_IMAGE%.watchdog.lock) do taskkill /pid %%p /t >nul 2>&1
+echo BAT OS stopped

@@ -464,6 +464,19 @@ def cmd_memory_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watchdog(args: argparse.Namespace) -> int:
+    from watchdog.supervisor import Watchdog, WatchdogError, status
+
+    if args.action == "status":
+        print(status(args.image or default_uri()))
+        return 0
+    watchdog = Watchdog(args.image or default_uri(), args.endpoint, instructions=Path(args.instructions) if args.instructions else None)
+    try:
+        return watchdog.run()
+    except WatchdogError as exc:
+        raise BatosError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batos", description="BAT OS: a living object kernel.")
     parser.add_argument("--version", action="version", version=f"batos {__version__}")
@@ -563,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     image_arg(p)
     p.add_argument("doc_id")
     p.set_defaults(func=cmd_memory_forget)
+
+    p = commands.add_parser("watchdog", help="supervise a kernel (restarts, upgrades); `status` shows its event log")
+    p.add_argument("action", nargs="?", choices=["run", "status"], default="run")
+    image_arg(p)
+    endpoint_arg(p)
+    p.add_argument("--instructions", help="the upgrade file to watch for (default: update_instructions.json beside the image)")
+    p.set_defaults(func=cmd_watchdog)
 
     p = commands.add_parser("ping", help="print the kernel's status; exit 0 when it answers")
     client_args(p, 5.0)
