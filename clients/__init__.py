@@ -1,1 +1,1 @@
-"""The Architect's clients (the console arrives with the kernel issue)."""
+"""The Architect's clients: the kernel client, the console and its natural-language translator."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.client import KernelClient, NoAnswer, make_ping, make_send
+from clients.client import KernelClient, make_ping, make_send
 from watchdog.config import WatchdogConfig
 from watchdog.policy import RestartPolicy
 from watchdog.supervisor import read_events

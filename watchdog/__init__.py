@@ -1,1 +1,1 @@
-"""The Ship-of-Theseus watchdog (arrives with the watchdog issue)."""
+"""The Ship-of-Theseus watchdog: supervision, restart policy, and upgrades with rollback."""
