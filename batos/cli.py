@@ -201,14 +201,6 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_wire_arg(text: str) -> Any:
-    """A JSON literal when it parses (5, 2.5, true, [1,2], {"a":1}), else the string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"$bytes": value.hex()}
@@ -216,15 +208,15 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from clients.client import make_send
+    from clients.client import make_send, parse_word
 
     kwargs: dict[str, Any] = {}
     for item in args.kw:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             raise BatosError(f"--kw takes KEY=VALUE with KEY an identifier, got {item!r}")
-        kwargs[key] = parse_wire_arg(value)
-    message = make_send(args.target, args.selector, [parse_wire_arg(a) for a in args.args], kwargs, args.intent)
+        kwargs[key] = parse_word(value)
+    message = make_send(args.target, args.selector, [parse_word(a) for a in args.args], kwargs, args.intent)
     progress_out = sys.stderr if args.json else sys.stdout
 
     def show(reply: Any) -> None:

@@ -10,6 +10,7 @@ overall time-out, showing progress replies as they come.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,15 @@ class CurveKeys:
 
     server_public_file: Path
     client_secret_file: Path
+
+
+def parse_word(text: str) -> Any:
+    """A command-line argument: a JSON literal when it parses (5, 2.5, true, [1,2],
+    {"a":1}, "5"), else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def new_id() -> str:

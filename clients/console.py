@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from batos.errors import BatosError
-from clients.client import KernelClient, NoAnswer, make_inspect, make_ping, make_send
+from clients.client import KernelClient, NoAnswer, make_inspect, make_ping, make_send, parse_word
 from clients.translate import MissionBrief, RuleTranslator, Translator
 
 TARGET = r"(?:[A-Za-z_]\w*|0x[0-9A-Fa-f]+)"
@@ -76,14 +76,6 @@ def _literal(node: ast.AST, source: str) -> Any:
         raise ConsoleError(f"arguments must be literals (numbers, strings, lists, dicts): {ast.get_source_segment(source, node)}") from None
 
 
-def _word(text: str) -> Any:
-    """A bare word argument: a JSON literal when it parses, else the string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def parse_line(line: str, roots: set[str]) -> Command:
     """Classify one console line. Unknown first words mean natural language."""
     text = line.strip()
@@ -115,9 +107,9 @@ def parse_line(line: str, roots: set[str]) -> Command:
         for word in words[2:]:
             key, sep, value = word.partition("=")
             if sep and key.isidentifier():
-                kwargs[key] = _word(value)
+                kwargs[key] = parse_word(value)
             else:
-                args.append(_word(word))
+                args.append(parse_word(word))
         return DirectSend(words[0], words[1], args, kwargs)
     return NaturalLanguage(text)
 
