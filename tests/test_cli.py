@@ -32,7 +32,7 @@ def test_init_is_idempotent_and_info_describes_the_image(tmp_path):
     uri = file_uri(tmp_path)
     first = batos("image", "init", "--image", uri)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("created 11 primordial objects")
+    assert first.stdout.startswith("created 12 primordial objects")
     size = (tmp_path / "live_image.fs").stat().st_size
     second = batos("image", "init", "--image", uri)
     assert second.returncode == 0
