@@ -152,29 +152,33 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     check_exposure(config.endpoint, curve, args.insecure)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger("batos.kernel")
+    from .modelhost import ModelPool
+
     model = None
+    pool = ModelPool(budget=int(args.model_budget_gib * (1 << 30)))
     with open_image(args.image, create=True) as image:
         created = incarnate(image)
         if created:
             log.info("genesis created %s", ", ".join(created))
         if args.model == "embedded":
-            model = _brick_model(image, log)
+            model = _brick_model(image, log, pool)
         metalog = MetaLog(log_path(args.image)) if model is not None else None
         engine = CycleEngine(image.db, model, config=CycleConfig(max_attempts=args.max_attempts), log=metalog) if model else None
         try:
-            bound = run_kernel(Kernel(image, config, engine), config, curve)
+            bound = run_kernel(Kernel(image, config, engine, pool), config, curve)
         finally:
+            pool.close()
             if metalog is not None:
                 metalog.close()
     log.info("kernel on %s stopped; image closed", bound)
     return 0
 
 
-def _brick_model(image: Any, log: logging.Logger) -> Any:
-    """The model BRICK is bound to, opened from its blob in the image (the
-    embedded default is imported from its part packages on first run)."""
+def _brick_model(image: Any, log: logging.Logger, pool: Any) -> Any:
+    """The model BRICK is bound to, served from its blob in the image by a host
+    process of *pool* (the embedded default is imported on first run)."""
     from .embedded import assemble
-    from .llm import LlamaCppModel
+    from .modelhost import HostedModel
     from .models import ensure_embedded, locate
 
     ensure_embedded(image, assemble())
@@ -184,7 +188,7 @@ def _brick_model(image: Any, log: logging.Logger) -> Any:
     if location.backend != "llama.cpp":
         raise BatosError(f"BRICK is bound to {name!r}, a {location.backend} model; this kernel runs GGUF models only")
     log.info("BRICK's model: %s (%s, from blob %s)", name, location.backend, location.path)
-    return LlamaCppModel(location.path, name)
+    return HostedModel(pool, name, location.path)
 
 
 def cmd_models_import(args: argparse.Namespace) -> int:
@@ -213,6 +217,23 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print("no models in the image (the kernel imports the embedded default on first run)")
     for m in models:
         print(f"{m['name']:<22} {m['backend']:<13} {_human(m['size']):>10}  {m['files']} file(s)  personas: {', '.join(m['personas']) or '-'}")
+    return 0
+
+
+def cmd_models_status(args: argparse.Namespace) -> int:
+    from clients.client import make_ping
+
+    with _client(args, answer_timeout=min(2.0, args.timeout), retries=2) as client:
+        status = client.request(make_ping(), timeout=args.timeout).status
+    memory = status.get("model_memory") or {"loaded": [], "used_bytes": 0, "budget_bytes": 0, "recent_swaps": []}
+    if args.json:
+        print(json.dumps(memory, indent=2))
+        return 0
+    print(f"loaded:  {', '.join(memory['loaded']) or 'none'}")
+    print(f"memory:  {_human(memory['used_bytes'])} of {_human(memory['budget_bytes'])} budget")
+    for swap in memory["recent_swaps"][-5:]:
+        evicted = f", evicted {', '.join(swap['evicted'])}" if swap["evicted"] else ""
+        print(f"swap:    loaded {swap['loaded']} in {swap['seconds']:.2f}s{evicted}")
     return 0
 
 
@@ -563,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     image_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models_list)
+    p = model_commands.add_parser("status", help="ask the running kernel what is loaded, memory used vs budget, recent swaps")
+    p.add_argument("--endpoint", default=default_endpoint())
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--curve-server-key")
+    p.add_argument("--curve-client-key")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models_status)
     p = model_commands.add_parser("remove", help="remove a model no persona is bound to")
     image_arg(p)
     p.add_argument("name")
@@ -588,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["embedded", "none"], default="embedded",
                    help="the model cycles use to learn unknown messages (none: refuse them)")
     p.add_argument("--max-attempts", type=int, default=3, help="synthesis attempts per cycle (default 3)")
+    p.add_argument("--model-budget-gib", type=float, default=8.0, help="memory for loaded models; least recently used ones are unloaded (default 8)")
     p.set_defaults(func=cmd_kernel)
 
     p = commands.add_parser("audit", help="run the guardian on a file of (model) output; exit 0 if accepted")

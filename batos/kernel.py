@@ -191,10 +191,11 @@ class Kernel:
     Without one, it is refused with ``not_understood``.
     """
 
-    def __init__(self, image: Image, config: KernelConfig = KernelConfig(), engine: CycleEngine | None = None) -> None:
+    def __init__(self, image: Image, config: KernelConfig = KernelConfig(), engine: CycleEngine | None = None, pool: Any = None) -> None:
         self.image = image
         self.config = config
         self.engine = engine
+        self.pool = pool  # the ModelPool hosting loaded models, for status
         self.started = time.time()
         self._lock = threading.Lock()
         self.in_flight = 0
@@ -212,6 +213,7 @@ class Kernel:
             "cycles_running": self.engine.running if self.engine else 0,
             "models_loaded": [self.engine.model.name] if self.engine and getattr(self.engine.model, "loaded", True) else [],
             "model_calls": self.engine.model.calls if self.engine else 0,
+            "model_memory": self.pool.status() if self.pool is not None else None,
         }
 
     def _track(self, delta: int) -> None:

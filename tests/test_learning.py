@@ -110,6 +110,9 @@ def test_end_to_end_with_the_real_embedded_model(image_uri, tmp_path):
         assert json.loads(sent.stdout)["value"] == 120
         states = [line.split("]")[0].lstrip("[") for line in sent.stderr.splitlines() if line.startswith("[")]
         assert states[0] == "LEARNING" and states[-1] == "COMPLETE"
+        status = subprocess.run([str(BIN / "batos"), "models", "status", *e], capture_output=True, text=True, timeout=60)
+        assert status.stdout.startswith("loaded:  embedded-default"), status.stdout + status.stderr
+        assert "swap:    loaded embedded-default" in status.stdout
         assert kernel.stop() == 0
     with KernelProcess(image_uri, log=tmp_path / "kernel2.log", model="embedded") as kernel:
         again = subprocess.run([str(BIN / "batos"), "send", "--endpoint", kernel.endpoint, "genesis", "factorial", "5"],

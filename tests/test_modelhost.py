@@ -1,0 +1,60 @@
+"""Model hosts: one process per loaded model, an LRU memory budget, failed loads that harm nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from batos.embedded import assemble
+from batos.llm import ModelError
+from batos.modelhost import HostedModel, ModelPool
+
+
+@pytest.fixture(scope="module")
+def gguf():
+    return assemble()
+
+
+def ask(pool, name, path):
+    return HostedModel(pool, name, path).complete("You answer with one word.", "Say yes.", max_tokens=3, temperature=0.0)
+
+
+def test_least_recently_used_model_is_unloaded_by_ending_its_process(gguf, tmp_path):
+    size = gguf.stat().st_size
+    pool = ModelPool(budget=int(size * 1.5))  # room for one model only
+    try:
+        assert ask(pool, "a", gguf)
+        first = pool._hosts["a"].process
+        assert ask(pool, "b", gguf)  # b needs a's room
+        assert first.poll() is not None  # a's process is gone, and its memory with it
+        assert pool.loaded() == ["b"]
+        assert pool.used == size
+        status = pool.status()
+        assert [s["loaded"] for s in status["recent_swaps"]] == ["a", "b"]
+        assert status["recent_swaps"][1]["evicted"] == ["a"]
+        assert ask(pool, "b", gguf)  # already loaded: no swap
+        assert len(pool.swaps) == 2
+    finally:
+        pool.close()
+
+
+def test_a_failed_load_leaves_the_loaded_model_serving(gguf, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 4096)
+    pool = ModelPool(budget=gguf.stat().st_size * 3)
+    try:
+        assert ask(pool, "good", gguf)
+        with pytest.raises(ModelError, match="cannot load broken"):
+            ask(pool, "broken", broken)
+        assert pool.loaded() == ["good"]
+        assert ask(pool, "good", gguf)
+        with pytest.raises(ModelError, match="model file missing"):
+            ask(pool, "gone", tmp_path / "gone.gguf")
+    finally:
+        pool.close()
+
+
+def test_a_model_larger_than_the_budget_is_refused(gguf):
+    pool = ModelPool(budget=1 << 20)
+    with pytest.raises(ModelError, match="more than the whole budget"):
+        ask(pool, "big", gguf)
+    assert pool.loaded() == []
