@@ -550,6 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
     def image_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--image", default=None, help=f"image URI (default: $BATOS_IMAGE or {default_uri()})")
 
+    def endpoint_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint", default=default_endpoint(), help=f"ZeroMQ endpoint (default: ${ENDPOINT_ENV} or {DEFAULT_ENDPOINT})")
+
+    def client_args(p: argparse.ArgumentParser, timeout: float) -> None:
+        endpoint_arg(p)
+        p.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for the answer (default {timeout:g})")
+        p.add_argument("--curve-server-key", help="the kernel's public key file (CURVE)")
+        p.add_argument("--curve-client-key", help="this client's secret key file (CURVE)")
+
     image = commands.add_parser("image", help="create, inspect and check the living image")
     image_commands = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     p = image_commands.add_parser("init", help="create the image and its primordial objects (idempotent)")
@@ -585,25 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models_list)
     p = model_commands.add_parser("status", help="ask the running kernel what is loaded, memory used vs budget, recent swaps")
-    p.add_argument("--endpoint", default=default_endpoint())
-    p.add_argument("--timeout", type=float, default=5.0)
-    p.add_argument("--curve-server-key")
-    p.add_argument("--curve-client-key")
+    client_args(p, 5.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models_status)
     p = model_commands.add_parser("remove", help="remove a model no persona is bound to")
     image_arg(p)
     p.add_argument("name")
     p.set_defaults(func=cmd_models_remove)
-
-    def endpoint_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--endpoint", default=default_endpoint(), help=f"ZeroMQ endpoint (default: ${ENDPOINT_ENV} or {DEFAULT_ENDPOINT})")
-
-    def client_args(p: argparse.ArgumentParser, timeout: float) -> None:
-        endpoint_arg(p)
-        p.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for the answer (default {timeout:g})")
-        p.add_argument("--curve-server-key", help="the kernel's public key file (CURVE)")
-        p.add_argument("--curve-client-key", help="this client's secret key file (CURVE)")
 
     p = commands.add_parser("kernel", help="serve the image over ZeroMQ until SIGINT/SIGTERM")
     image_arg(p)
