@@ -1,9 +1,10 @@
 """The narrow model interface the cycle uses: a prompt in, text out.
 
-:class:`LlamaCppModel` is the product's backend (the embedded GGUF through
-llama-cpp-python, optionally grammar-constrained to a JSON schema).
-:class:`ScriptedModel` replays recorded outputs for deterministic tests of
-the cycle; it is never what the kernel runs for the Architect.
+:class:`batos.modelhost.HostedModel` is the product's backend (a GGUF served
+by llama-cpp-python in a host process, optionally grammar-constrained to a
+JSON schema). :class:`ScriptedModel` replays recorded outputs for
+deterministic tests of the cycle; it is never what the kernel runs for the
+Architect.
 """
 
 from __future__ import annotations
@@ -28,56 +29,6 @@ class TextModel(Protocol):
     def complete(
         self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None
     ) -> str: ...
-
-
-class LlamaCppModel:
-    """A GGUF model loaded lazily, once, and used by one caller at a time.
-
-    llama.cpp contexts are not thread-safe; a lock serialises completions
-    (the kernel's worker threads may run several cycles).
-    """
-
-    def __init__(self, path: Path, name: str, *, n_ctx: int = 4096, threads: int | None = None) -> None:
-        self.path = path
-        self.name = name
-        self.n_ctx = n_ctx
-        self.threads = threads
-        self.calls = 0
-        self._llm: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        return self._llm is not None
-
-    def _load(self) -> Any:
-        if self._llm is None:
-            if not self.path.is_file():
-                raise ModelError(f"model file missing: {self.path}")
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:
-                raise ModelError(f"llama-cpp-python is not installed ({exc}); run ./puter.sh setup") from None
-            try:
-                self._llm = Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False)
-            except ValueError as exc:  # llama.cpp's answer to a corrupt or foreign file
-                raise ModelError(f"cannot load {self.path}: {exc}") from None
-        return self._llm
-
-    def complete(self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None) -> str:
-        with self._lock:
-            llm = self._load()
-            kwargs: dict[str, Any] = {}
-            if json_schema is not None:
-                kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
-            answer = llm.create_chat_completion(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
-                max_tokens=max_tokens,
-                temperature=temperature,
-                **kwargs,
-            )
-            self.calls += 1
-            return answer["choices"][0]["message"]["content"] or ""
 
 
 class ScriptedModel:

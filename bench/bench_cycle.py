@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from batos.embedded import EMBEDDED_DEFAULT, assemble  # noqa: E402
 from batos.guardian import Rejected, extract_method  # noqa: E402
-from batos.llm import LlamaCppModel  # noqa: E402
+from batos.modelhost import HostedModel, ModelPool  # noqa: E402
 from batos.trial import run_trial  # noqa: E402
 from clients.client import KernelClient, make_ping, make_send  # noqa: E402
 
@@ -89,7 +89,8 @@ def run_cycle_suite(mandates: list[dict], directory: Path) -> list[dict]:
 
 
 def run_bare_suite(mandates: list[dict]) -> list[dict]:
-    model = LlamaCppModel(assemble(), EMBEDDED_DEFAULT.name)
+    pool = ModelPool()  # the same hosted backend the kernel serves BRICK's model with
+    model = HostedModel(pool, EMBEDDED_DEFAULT.name, assemble())
     results = []
     for mandate in mandates:
         params = ", ".join(f"arg{i}" for i in range(len(mandate["args"])))
@@ -114,6 +115,7 @@ def run_bare_suite(mandates: list[dict]) -> list[dict]:
         took = time.perf_counter() - started
         results.append({"selector": mandate["selector"], "ok": ok, "seconds": took, "reply": detail})
         print(f"bare  {mandate['selector']:<22} {'ok ' if ok else 'BAD'} {took:6.1f}s", flush=True)
+    pool.close()
     return results
 
 
