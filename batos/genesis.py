@@ -23,12 +23,40 @@ from .image import META_KEY, Image, metadata
 from .txn import reading, transact
 from .uvm import UvmObject
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # MIGRATIONS[n] upgrades the root of a schema-n image to schema n+1. A release
 # that changes the image's shape bumps SCHEMA_VERSION and registers one here.
 Migration = Callable[[Any], None]
-MIGRATIONS: dict[int, Migration] = {}
+
+PERSONA_NAMES = ("alfred", "brick", "robin", "babs")
+
+
+def _persona_history(persona: UvmObject) -> None:
+    """v2 persona slots: the adapter and codex bindings each keep their history."""
+    persona.adapter_history = PersistentList()
+    persona.codex_history = PersistentList()
+
+
+def _orchestrator_loops(orchestrator: UvmObject) -> None:
+    """v2 orchestrator slots: the slower loops' records (contrapunti, goals, golden data, proposals)."""
+    orchestrator.contrapunti = OOBTree()
+    orchestrator.goals = OOBTree()
+    orchestrator.golden = OOBTree()  # persona -> PersistentList of judged examples
+    orchestrator.trainings = PersistentList()
+    orchestrator.proposals = OOBTree()
+    orchestrator.dissonance = PersistentList()  # (at, score, source) signals, newest last
+
+
+def _v1_to_v2(root: Any) -> None:
+    """Adapters as blobs, persona binding histories, and the slower loops' state."""
+    root["models"].adapters = OOBTree()
+    for name in PERSONA_NAMES:
+        _persona_history(root[name])
+    _orchestrator_loops(root["orchestrator"])
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 
 # The cycle's states and their legal successors (the cycle issue drives them).
 CYCLE_STATES: dict[str, tuple[str, ...]] = {
@@ -80,7 +108,7 @@ def _pllm(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
 def _persona(persona: str) -> Callable[[dict[str, UvmObject], Codex], UvmObject]:
     def make(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
         entry = codex.personas[persona]
-        return UvmObject(
+        made = UvmObject(
             parents=(objs["pLLM"],),
             name=persona,
             description=f"{entry.title}: {entry.core_identity}",
@@ -93,6 +121,8 @@ def _persona(persona: str) -> Callable[[dict[str, UvmObject], Codex], UvmObject]
                 duties=tuple(entry.duties),
             ),
         )
+        _persona_history(made)
+        return made
 
     return make
 
@@ -154,7 +184,7 @@ def _cognitive_cycle(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
 
 
 def _orchestrator(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
-    return UvmObject(
+    orchestrator = UvmObject(
         parents=(objs["alfred"],),
         name="orchestrator",
         description="Starts and tracks cognitive cycles (ALFRED's stewardship).",
@@ -162,6 +192,8 @@ def _orchestrator(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
         cycles=OOBTree(),
         skills=OOBTree(),
     )
+    _orchestrator_loops(orchestrator)
+    return orchestrator
 
 
 # Creation order matters: later factories use earlier objects as parents.

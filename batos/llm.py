@@ -1,8 +1,9 @@
 """The narrow model interface the cycle uses: a prompt in, text out.
 
-:class:`batos.modelhost.HostedModel` is the product's backend (a GGUF served
-by llama-cpp-python in a host process, optionally grammar-constrained to a
-JSON schema). :class:`ScriptedModel` replays recorded outputs for
+:class:`batos.modelhost.HostedModel` is the product's backend: a GGUF served
+by llama-cpp-python (JSON answers grammar-constrained to a schema) or a
+Hugging Face model served by transformers (NF4 on CUDA, peft adapters), each
+in its own host process. :class:`ScriptedModel` replays recorded outputs for
 deterministic tests of the cycle; it is never what the kernel runs for the
 Architect.
 """
@@ -27,8 +28,11 @@ class TextModel(Protocol):
     calls: int
 
     def complete(
-        self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None
-    ) -> str: ...
+        self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
+        stop: list[str] | None = None, on_token: Callable[[str], None] | None = None,
+    ) -> str:
+        """The answer, cut before the first of *stop*; pieces stream to *on_token* as they are generated."""
+        ...
 
 
 class ScriptedModel:
@@ -49,7 +53,18 @@ class ScriptedModel:
     def from_file(cls, path: Path) -> "ScriptedModel":
         return cls(json.loads(Path(path).read_text()))
 
-    def complete(self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None) -> str:
+    def complete(self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
+                 stop: list[str] | None = None, on_token: Callable[[str], None] | None = None) -> str:
+        text = self._next(system, prompt)
+        hits = [text.index(s) for s in stop or [] if s and s in text]
+        text = text[: min(hits)] if hits else text
+        if on_token is not None:
+            pieces = text.split(" ")  # word pieces, like a tokenizer's, so streaming is exercised
+            for i, piece in enumerate(pieces):
+                on_token(piece + (" " if i < len(pieces) - 1 else ""))
+        return text
+
+    def _next(self, system: str, prompt: str) -> str:
         with self._lock:
             self.prompts.append((system, prompt))
             index = self.calls

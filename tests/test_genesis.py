@@ -84,15 +84,16 @@ def test_migration_hook_upgrades_an_old_image_in_place(image, monkeypatch):
     def add_motto(root):
         root["genesis"].motto = "the image is the identity"
 
-    monkeypatch.setattr(genesis, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(genesis, "MIGRATIONS", {1: add_motto})
-    with pytest.raises(SchemaError, match="older than v2; run `batos image migrate`"):
+    now = genesis.SCHEMA_VERSION
+    monkeypatch.setattr(genesis, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setattr(genesis, "MIGRATIONS", {now: add_motto})
+    with pytest.raises(SchemaError, match=f"older than v{now + 1}; run `batos image migrate`"):
         incarnate(image)
-    assert migrate(image) == ["v1->v2"]
+    assert migrate(image) == [f"v{now}->v{now + 1}"]
     with reading(image.db) as root:
         assert root["genesis"].motto == "the image is the identity"
-        assert schema_version(root) == 2
-        assert [(m["from"], m["to"]) for m in root[META_KEY]["migrations"]] == [(1, 2)]
+        assert schema_version(root) == now + 1
+        assert [(m["from"], m["to"]) for m in root[META_KEY]["migrations"]] == [(now, now + 1)]
     tid = image.db.lastTransaction()
     assert migrate(image) == []
     assert image.db.lastTransaction() == tid
@@ -103,13 +104,34 @@ def test_a_failing_migration_changes_nothing(image, monkeypatch):
         root["genesis"].motto = "partial"
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(genesis, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(genesis, "MIGRATIONS", {1: half_done})
+    now = genesis.SCHEMA_VERSION
+    monkeypatch.setattr(genesis, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setattr(genesis, "MIGRATIONS", {now: half_done})
     with pytest.raises(RuntimeError):
         migrate(image)
     with reading(image.db) as root:
-        assert schema_version(root) == 1
+        assert schema_version(root) == now
         assert not root["genesis"].responds_to("motto")
+
+
+def test_v1_image_gains_adapters_histories_and_loop_records_by_migration(image):
+    def make_v1(root):  # what a v1 release wrote: none of the v2 slots
+        del root["models"].adapters
+        for name in genesis.PERSONA_NAMES:
+            del root[name].adapter_history, root[name].codex_history
+        for slot in ("contrapunti", "goals", "golden", "trainings", "proposals", "dissonance"):
+            delattr(root["orchestrator"], slot)
+        root[META_KEY]["schema_version"] = 1
+
+    transact(image.db, make_v1)
+    with pytest.raises(SchemaError, match="older than v2"):
+        incarnate(image)
+    assert migrate(image) == ["v1->v2"]
+    with reading(image.db) as root:
+        assert len(root["models"].adapters) == 0
+        assert list(root["brick"].adapter_history) == [] and list(root["robin"].codex_history) == []
+        assert len(root["orchestrator"].proposals) == 0 and list(root["orchestrator"].dissonance) == []
+    assert incarnate(image) == []
 
 
 GOOD = seeds_dir() / "persona_codex.jsonl"

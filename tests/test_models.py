@@ -47,7 +47,10 @@ def test_a_model_directory_keeps_one_blob_per_file(image, tmp_path):
     summary = import_model(image, model, "hf-tiny")
     assert summary["backend"] == "transformers" and summary["files"] == 3
     assert set(summary["sha256"]) == {"config.json", "model.safetensors", "sub/tokenizer.json"}
-    assert locate(image, "hf-tiny").path.read_text() == '{"model_type": "llama"}'
+    view = locate(image, "hf-tiny").path  # a directory of links to the committed blobs, read in place
+    assert (view / "config.json").read_text() == '{"model_type": "llama"}'
+    assert (view / "sub" / "tokenizer.json").is_symlink()
+    assert os.path.realpath(view / "model.safetensors").endswith(".blob")
 
 
 @pytest.mark.parametrize(
