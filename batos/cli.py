@@ -161,7 +161,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         if created:
             log.info("genesis created %s", ", ".join(created))
         if args.model == "embedded":
-            model = _brick_model(image, log, pool)
+            model = _personas(image, log, pool)
         metalog = MetaLog(log_path(args.image)) if model is not None else None
         engine = CycleEngine(image.db, model, config=CycleConfig(max_attempts=args.max_attempts), log=metalog) if model else None
         try:
@@ -174,21 +174,29 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _brick_model(image: Any, log: logging.Logger, pool: Any) -> Any:
-    """The model BRICK is bound to, served from its blob in the image by a host
-    process of *pool* (the embedded default is imported on first run)."""
+def _personas(image: Any, log: logging.Logger, pool: Any) -> Any:
+    """The personas, each speaking through the model (and adapter) it is bound to in the
+    image, served from the committed blobs by *pool*. First run imports the embedded
+    default; adapters staged in lora_adapters/ are imported as blobs."""
     from .embedded import assemble
-    from .modelhost import HostedModel
-    from .models import ensure_embedded, locate
+    from .models import ensure_embedded, stage_adapters
+    from .personas import HostedPersonas, current_pins
 
     ensure_embedded(image, assemble())
+    staged = stage_adapters(image, adapters_dir(), base=None)
+    if staged:
+        log.info("imported staged adapter(s): %s", ", ".join(staged))
     with reading(image.db) as root:
-        name = root["brick"].model
-    location = locate(image, name)
-    if location.backend != "llama.cpp":
-        raise BatosError(f"BRICK is bound to {name!r}, a {location.backend} model; this kernel runs GGUF models only")
-    log.info("BRICK's model: %s (%s, from blob %s)", name, location.backend, location.path)
-    return HostedModel(pool, name, location.path)
+        for persona, pin in current_pins(root).items():
+            log.info("%s speaks through %s (%s, version %s)%s", persona, pin["model"], pin["backend"], pin["version"],
+                     f" with adapter {pin['adapter']}" if pin["adapter"] else "")
+    return HostedPersonas(image.db, pool)
+
+
+def adapters_dir() -> Path:
+    """``$BATOS_ADAPTERS``, else the ``lora_adapters/`` staging folder of the checkout."""
+    env = os.environ.get("BATOS_ADAPTERS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "lora_adapters"
 
 
 def cmd_models_import(args: argparse.Namespace) -> int:
@@ -199,7 +207,7 @@ def cmd_models_import(args: argparse.Namespace) -> int:
     _backend, files, _main = backend_of(Path(args.path))
     total = sum(f.stat().st_size for f in files)
     with open_image(args.image) as image, tqdm(total=total, unit="B", unit_scale=True, desc=f"importing {args.name}", file=sys.stderr) as bar:
-        summary = import_model(image, Path(args.path), args.name, args.persona, progress=bar.update)
+        summary = import_model(image, Path(args.path), args.name, args.persona, progress=bar.update, backend=args.backend)
     print(f"imported {summary['name']} ({summary['backend']}, {summary['files']} file(s), {_human(summary['size'])})"
           + (f"; bound to {', '.join(summary['personas'])}" if summary["personas"] else ""))
     return 0
@@ -234,6 +242,84 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     for swap in memory["recent_swaps"][-5:]:
         evicted = f", evicted {', '.join(swap['evicted'])}" if swap["evicted"] else ""
         print(f"swap:    loaded {swap['loaded']} in {swap['seconds']:.2f}s{evicted}")
+    return 0
+
+
+def cmd_models_bind(args: argparse.Namespace) -> int:
+    from .models import PERSONA_ROOTS, ModelStoreError, _bind_model, registry
+
+    def work(root: Any) -> None:
+        if args.name not in registry(root):
+            raise ModelStoreError(f"no model named {args.name!r}")
+        for persona in args.persona:
+            if persona.upper() not in PERSONA_ROOTS:
+                raise ModelStoreError(f"unknown persona {persona!r}; known: {', '.join(PERSONA_ROOTS)}")
+            _bind_model(root, persona, args.name)
+
+    with open_image(args.image) as image:
+        transact(image.db, work, note=f"models: bind {' '.join(args.persona)} to {args.name}")
+    print(f"{', '.join(p.upper() for p in args.persona)} now speak(s) through {args.name}; running cycles keep their pinned model")
+    return 0
+
+
+def cmd_adapters_import(args: argparse.Namespace) -> int:
+    from .models import import_adapter, stage_adapters
+
+    with open_image(args.image) as image:
+        if args.path is None:
+            names = stage_adapters(image, adapters_dir(), base=args.base)
+            print(f"imported {len(names)} staged adapter(s) from {adapters_dir()}" + (f": {', '.join(names)}" if names else ""))
+            return 0
+        if not (args.name and args.base):
+            raise BatosError("importing one adapter needs --name and --base")
+        summary = import_adapter(image, Path(args.path), args.name, args.base, args.persona)
+    print(f"imported adapter {summary['name']} for {summary['base']} ({len(summary['files'])} file(s), {_human(summary['size'])})"
+          + (f"; bound to {', '.join(summary['personas'])}" if summary["personas"] else ""))
+    return 0
+
+
+def cmd_adapters_list(args: argparse.Namespace) -> int:
+    from .models import PERSONA_ROOTS, list_adapters
+
+    with open_image(args.image, read_only=args.image_is_file) as image:
+        found = list_adapters(image)
+        with reading(image.db) as root:
+            history = {p: [dict(h) for h in root[r].adapter_history] for p, r in PERSONA_ROOTS.items()}
+    if args.json:
+        print(json.dumps({"adapters": found, "history": history}, indent=2, default=str))
+        return 0
+    if not found:
+        print(f"no adapters in the image (stage them in {adapters_dir()} and run `batos adapters import`)")
+    for a in found:
+        print(f"{a['name']:<22} base {a['base']:<18} {a['origin']:<9} {_human(a['size']):>10}  personas: {', '.join(a['personas']) or '-'}")
+    return 0
+
+
+def cmd_adapters_bind(args: argparse.Namespace) -> int:
+    from .models import bind_adapter
+
+    name = None if args.name == "none" else args.name
+    with open_image(args.image) as image:
+        bind_adapter(image, args.persona, name)
+    print(f"{args.persona.upper()} now uses {'no adapter' if name is None else 'adapter ' + name}; running cycles keep their pinned one")
+    return 0
+
+
+def cmd_adapters_revert(args: argparse.Namespace) -> int:
+    from .models import revert_adapter
+
+    with open_image(args.image) as image:
+        restored = revert_adapter(image, args.persona)
+    print(f"{args.persona.upper()} restored to {'no adapter (the bare base)' if restored is None else 'adapter ' + restored}")
+    return 0
+
+
+def cmd_adapters_remove(args: argparse.Namespace) -> int:
+    from .models import remove_adapter
+
+    with open_image(args.image) as image:
+        remove_adapter(image, args.name)
+    print(f"removed adapter {args.name} (its blob files go at the next pack)")
     return 0
 
 
@@ -588,7 +674,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH_OR_GGUF")
     p.add_argument("--name", required=True)
     p.add_argument("--persona", action="append", default=[], help="bind this persona to the model (repeatable)")
+    p.add_argument("--backend", choices=["llama.cpp", "transformers"],
+                   help="serve with this backend (transformers + a .gguf: convert it to a transformers directory first)")
     p.set_defaults(func=cmd_models_import)
+    p = model_commands.add_parser("bind", help="make personas speak through a model (drops their adapters for another base)")
+    image_arg(p)
+    p.add_argument("name")
+    p.add_argument("persona", nargs="+")
+    p.set_defaults(func=cmd_models_bind)
     p = model_commands.add_parser("list", help="models in the image: backend, size, files, personas")
     image_arg(p)
     p.add_argument("--json", action="store_true")
@@ -601,6 +694,33 @@ def build_parser() -> argparse.ArgumentParser:
     image_arg(p)
     p.add_argument("name")
     p.set_defaults(func=cmd_models_remove)
+
+    adapters = commands.add_parser("adapters", help="LoRA adapters as blobs: import, list, bind, revert, remove")
+    adapter_commands = adapters.add_subparsers(dest="adapters_command", required=True, metavar="ACTION")
+    p = adapter_commands.add_parser("import", help="import a peft adapter directory or .safetensors (no PATH: everything staged in lora_adapters/)")
+    image_arg(p)
+    p.add_argument("path", nargs="?")
+    p.add_argument("--name")
+    p.add_argument("--base", help="the transformers model it adapts")
+    p.add_argument("--persona", action="append", default=[], help="bind this persona to the adapter (repeatable)")
+    p.set_defaults(func=cmd_adapters_import)
+    p = adapter_commands.add_parser("list", help="adapters: base, origin, size, personas (--json adds binding history)")
+    image_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapters_list)
+    p = adapter_commands.add_parser("bind", help="switch a persona to an adapter (`none`: the bare base), in one transaction")
+    image_arg(p)
+    p.add_argument("persona")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_adapters_bind)
+    p = adapter_commands.add_parser("revert", help="restore the adapter a persona had before its latest change")
+    image_arg(p)
+    p.add_argument("persona")
+    p.set_defaults(func=cmd_adapters_revert)
+    p = adapter_commands.add_parser("remove", help="remove an adapter no persona uses")
+    image_arg(p)
+    p.add_argument("name")
+    p.set_defaults(func=cmd_adapters_remove)
 
     p = commands.add_parser("kernel", help="serve the image over ZeroMQ until SIGINT/SIGTERM")
     image_arg(p)

@@ -34,6 +34,7 @@ from ZODB.DB import DB
 from . import memory
 from .guardian import audit
 from .llm import ModelError, TextModel
+from .personas import Personas, SharedPersonas
 from .metalog import MetaLog
 from .retrieval import retrieve, words
 from .trial import Limits, TrialResult, checks_from_intent, detach, run_trial, snapshot
@@ -186,13 +187,14 @@ class CycleEngine:
     def __init__(
         self,
         db: DB,
-        model: TextModel,
+        model: TextModel | Personas,
         *,
         config: CycleConfig = CycleConfig(),
         log: MetaLog | None = None,
     ) -> None:
         self.db = db
-        self.model = model
+        # the product passes HostedPersonas; a bare model (tests, benches) speaks for every persona
+        self.personas: Personas = model if hasattr(model, "speaker") else SharedPersonas(model)  # type: ignore[assignment]
         self.config = config
         self.log = log
         self._lock = threading.Lock()
@@ -272,7 +274,7 @@ class CycleEngine:
             target = cycle.target
             artifacts = [dict(a) for a in cycle.artifacts]
             latest = lambda kind: next((a for a in reversed(artifacts) if a["kind"] == kind), None)  # noqa: E731
-            plan, context, candidate = latest("plan"), latest("context"), latest("candidate")
+            brief, plan, context, candidate = latest("brief"), latest("plan"), latest("context"), latest("candidate")
             verdict = latest("verdict")
             call = ", ".join([repr(a) for a in cycle.args] + [f"{k}={v!r}" for k, v in cycle.kwargs.items()])
             return {
@@ -293,6 +295,7 @@ class CycleEngine:
                 "previous": verdict["source"] if verdict and verdict.get("source") else (candidate["text"] if candidate else ""),
                 "feedback": verdict["feedback"] if verdict and verdict["attempt"] == cycle.attempt - 1 else "",
                 "system": root["brick"].system_prompt(),
+                "pins": brief.get("pins") if brief else None,
             }
 
     def _transition(self, view: dict[str, Any], to: str, note: str, artifact: dict[str, Any] | None = None, attempt: int | None = None) -> None:
@@ -355,15 +358,18 @@ class CycleEngine:
     def _step(self, view: dict[str, Any], progress: Progress) -> None:
         state = view["state"]
         if state == "IDLE":
+            with reading(self.db) as root:
+                pins = self.personas.pin(root)  # every later step speaks through these versions
             self._transition(view, "DECOMPOSING", "brief accepted", {
                 "kind": "brief", "selector": view["selector"], "call": view["call"], "intent": view["intent"],
                 "target": view["target_ref"], "sha256": _digest(json.dumps([view["selector"], view["call"], view["intent"]])),
+                "pins": pins,
             })
             progress("DECOMPOSING", f"BRICK plans how to learn {view['selector']!r}")
         elif state == "DECOMPOSING":
-            queries, text, took = self._plan(view)
+            queries, text, took, speaker = self._plan(view)
             self._transition(view, "DELEGATING", f"{len(queries)} queries", {
-                "kind": "plan", "persona": "BRICK", "model": self.model.name, "queries": queries,
+                "kind": "plan", "persona": "BRICK", "model": speaker, "queries": queries,
                 "text": text, "sha256": _digest(text), "duration_s": took,
             })
             progress("DELEGATING", "BABS searches memory: " + "; ".join(queries))
@@ -380,27 +386,29 @@ class CycleEngine:
             progress("SYNTHESIZING", f"found {found}; BRICK writes attempt {view['attempt'] + 1}")
         elif state == "SYNTHESIZING":
             started = time.monotonic()
-            text = self.model.complete(view["system"], _code_prompt(view), max_tokens=self.config.code_tokens,
-                                       temperature=0.1 if view["attempt"] == 0 else 0.6)
+            brick = self.personas.speaker("BRICK", view["pins"])
+            text = brick.complete(view["system"], _code_prompt(view), max_tokens=self.config.code_tokens,
+                                  temperature=0.1 if view["attempt"] == 0 else 0.6)
             self._transition(view, "VALIDATING", f"candidate {view['attempt'] + 1}", {
-                "kind": "candidate", "persona": "BRICK", "model": self.model.name, "attempt": view["attempt"],
+                "kind": "candidate", "persona": "BRICK", "model": brick.name, "attempt": view["attempt"],
                 "text": text, "sha256": _digest(text), "duration_s": time.monotonic() - started,
             })
             progress("VALIDATING", "the guardian audits, then a trial run")
         elif state == "VALIDATING":
             self._validate(view, progress)
 
-    def _plan(self, view: dict[str, Any]) -> tuple[list[str], str, float]:
+    def _plan(self, view: dict[str, Any]) -> tuple[list[str], str, float, str]:
         started = time.monotonic()
-        text = self.model.complete(view["system"], _plan_prompt(view), max_tokens=self.config.plan_tokens,
-                                   temperature=0.0, json_schema=PLAN_SCHEMA)
+        brick = self.personas.speaker("BRICK", view["pins"])
+        text = brick.complete(view["system"], _plan_prompt(view), max_tokens=self.config.plan_tokens,
+                              temperature=0.0, json_schema=PLAN_SCHEMA)
         try:
             queries = [str(q).strip() for q in json.loads(text)["queries"] if str(q).strip()][:3]
         except (ValueError, TypeError, KeyError):
             queries = []
         if not queries:  # an unusable plan still lets the cycle go on
             queries = [" ".join(sorted(words(view["selector"]))), view["intent"] or view["selector"]]
-        return queries, text, time.monotonic() - started
+        return queries, text, time.monotonic() - started, brick.name
 
     def _validate(self, view: dict[str, Any], progress: Progress) -> None:
         report = audit(view["candidate"] or "", view["selector"])

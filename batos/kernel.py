@@ -211,8 +211,7 @@ class Kernel:
             "in_flight": self.in_flight,
             "handled": self.handled,
             "cycles_running": self.engine.running if self.engine else 0,
-            "models_loaded": [self.engine.model.name] if self.engine and getattr(self.engine.model, "loaded", True) else [],
-            "model_calls": self.engine.model.calls if self.engine else 0,
+            **(self.engine.personas.status() if self.engine else {"models_loaded": [], "model_calls": 0}),
             "model_memory": self.pool.status() if self.pool is not None else None,
         }
 

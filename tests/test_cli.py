@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from batos.genesis import SCHEMA_VERSION
+
 from .conftest import BIN, file_uri, zeo_uri
 
 BATOS = str(BIN / "batos")
@@ -42,13 +44,13 @@ def test_init_is_idempotent_and_info_describes_the_image(tmp_path):
     info = batos("image", "info", "--image", uri, "--json")
     assert info.returncode == 0, info.stderr
     data = json.loads(info.stdout)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert data["storage"].startswith("BlobStorage")
     assert data["objects"] > 11
     assert data["size_bytes"] >= size
     assert set(data["roots"]) >= {"traits", "pLLM", "genesis", "alfred", "brick", "robin", "babs"}
     text = batos("image", "info", "--image", uri).stdout
-    assert "schema:   v1" in text and "genesis" in text
+    assert f"schema:   v{SCHEMA_VERSION}" in text and "genesis" in text
 
 
 def test_default_image_is_in_the_working_directory(tmp_path):
@@ -129,5 +131,5 @@ def test_image_commands_over_zeo(zeo_server, tmp_path):
     assert init.returncode == 0, init.stderr
     info = json.loads(batos("image", "info", "--image", uri, "--json").stdout)
     assert info["storage"].startswith("ClientStorage")
-    assert info["schema_version"] == 1
+    assert info["schema_version"] == SCHEMA_VERSION
     assert batos("image", "check", "--image", uri).returncode == 0
