@@ -246,18 +246,10 @@ def cmd_models_status(args: argparse.Namespace) -> int:
 
 
 def cmd_models_bind(args: argparse.Namespace) -> int:
-    from .models import PERSONA_ROOTS, ModelStoreError, _bind_model, registry
-
-    def work(root: Any) -> None:
-        if args.name not in registry(root):
-            raise ModelStoreError(f"no model named {args.name!r}")
-        for persona in args.persona:
-            if persona.upper() not in PERSONA_ROOTS:
-                raise ModelStoreError(f"unknown persona {persona!r}; known: {', '.join(PERSONA_ROOTS)}")
-            _bind_model(root, persona, args.name)
+    from .models import bind_model
 
     with open_image(args.image) as image:
-        transact(image.db, work, note=f"models: bind {' '.join(args.persona)} to {args.name}")
+        bind_model(image, args.name, args.persona)
     print(f"{', '.join(p.upper() for p in args.persona)} now speak(s) through {args.name}; running cycles keep their pinned model")
     return 0
 

