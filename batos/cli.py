@@ -238,7 +238,10 @@ def cmd_models_status(args: argparse.Namespace) -> int:
         print(json.dumps(memory, indent=2))
         return 0
     print(f"loaded:  {', '.join(memory['loaded']) or 'none'}")
-    print(f"memory:  {_human(memory['used_bytes'])} of {_human(memory['budget_bytes'])} budget")
+    print(f"memory:  {_human(memory['used_bytes'])} of {_human(memory['budget_bytes'])} budget ({memory.get('device', 'cpu')} memory)")
+    for name, host in (memory.get("hosts") or {}).items():
+        print(f"host:    {name}: {host['backend']} on {host['device']}, {_human(host['memory'])}"
+              + (f", {host['quantization']}" if host.get("quantization") else ""))
     for swap in memory["recent_swaps"][-5:]:
         evicted = f", evicted {', '.join(swap['evicted'])}" if swap["evicted"] else ""
         print(f"swap:    loaded {swap['loaded']} in {swap['seconds']:.2f}s{evicted}")
