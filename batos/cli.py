@@ -142,6 +142,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     from .cycle import CycleConfig, CycleEngine
     from .genesis import incarnate
     from .kernel import Kernel, KernelConfig
+    from .loops import Loops
     from .metalog import MetaLog
     from .server import Curve, check_exposure, run_kernel
 
@@ -164,14 +165,32 @@ def cmd_kernel(args: argparse.Namespace) -> int:
             model = _personas(image, log, pool)
         metalog = MetaLog(log_path(args.image)) if model is not None else None
         engine = CycleEngine(image.db, model, config=CycleConfig(max_attempts=args.max_attempts), log=metalog) if model else None
+        loops = Loops(image, model, engine, _loops_config(args), metalog) if model else None
+        if loops is not None:
+            loops.start()
         try:
-            bound = run_kernel(Kernel(image, config, engine, pool), config, curve)
+            bound = run_kernel(Kernel(image, config, engine, pool, loops), config, curve)
         finally:
+            if loops is not None:
+                loops.close()
             pool.close()
             if metalog is not None:
                 metalog.close()
     log.info("kernel on %s stopped; image closed", bound)
     return 0
+
+
+def _loops_config(args: argparse.Namespace) -> Any:
+    from .amendments import AmendmentConfig
+    from .loops import LoopsConfig
+    from .motivator import MotivatorConfig
+    from .strategic import StrategicConfig
+
+    return LoopsConfig(
+        motivator=MotivatorConfig(enabled=not args.no_heartbeat, idle_seconds=args.idle_seconds, goals_per_hour=args.goals_per_hour),
+        strategic=StrategicConfig(judge_threshold=args.judge_threshold, dataset_size=args.golden_size, train_steps=args.train_steps),
+        amendments=AmendmentConfig(threshold=args.dissonance_threshold, window=args.dissonance_window),
+    )
 
 
 def _personas(image: Any, log: logging.Logger, pool: Any) -> Any:
@@ -436,9 +455,51 @@ def cmd_log(args: argparse.Namespace) -> int:
         raise BatosError(f"no metacognition log at {path} (it appears with the first cycle)")
     try:
         for event in read_events(path, args.cycle, args.follow):
-            print(format_event(event), flush=True)
+            if not args.event or event.get("event") in args.event:
+                print(format_event(event), flush=True)
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def cmd_codex_history(args: argparse.Namespace) -> int:
+    from .amendments import codex_history
+
+    with open_image(args.image, read_only=args.image_is_file) as image:
+        history = codex_history(image.db, args.persona)
+    if args.json:
+        print(json.dumps(history, indent=2, default=str))
+        return 0
+    for number, entry in enumerate(history):
+        codex = entry["codex"]
+        label = "current" if entry.get("current") else f"#{number} replaced {time.strftime('%Y-%m-%d %H:%M', time.localtime(entry['at']))} by proposal {entry['proposal']} ({entry['change']})"
+        print(f"{label}\n  mission: {codex['mission']}\n  method:  {codex['method']}")
+    return 0
+
+
+def cmd_codex_revert(args: argparse.Namespace) -> int:
+    from .amendments import revert_codex
+
+    with open_image(args.image) as image:
+        restored = revert_codex(image.db, args.persona)
+    print(f"{args.persona.upper()}'s codex restored to the one before proposal {restored['proposal']} ({restored['change']})")
+    return 0
+
+
+def cmd_codex_proposals(args: argparse.Namespace) -> int:
+    from .amendments import list_proposals
+
+    with open_image(args.image, read_only=args.image_is_file) as image:
+        found = list_proposals(image.db, None if args.all else "pending")
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+        return 0
+    if not found:
+        print("no pending proposals" if not args.all else "no proposals")
+    for p in found:
+        print(f"{p['id']} [{p['status']}] {p.get('persona', '-')}.{p.get('field', '-')} (mean dissonance {p['mean']:.2f})")
+        if p.get("new_text"):
+            print(f"  old: {p['old_text']}\n  new: {p['new_text']}\n  why: {p['rationale']}")
     return 0
 
 
@@ -728,7 +789,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["embedded", "none"], default="embedded",
                    help="the model cycles use to learn unknown messages (none: refuse them)")
     p.add_argument("--max-attempts", type=int, default=3, help="synthesis attempts per cycle (default 3)")
-    p.add_argument("--model-budget-gib", type=float, default=8.0, help="memory for loaded models; least recently used ones are unloaded (default 8)")
+    p.add_argument("--model-budget-gib", type=float, default=8.0,
+                   help="memory for loaded models (GPU memory when CUDA is present); least recently used ones are unloaded (default 8)")
+    loops = p.add_argument_group("the slower loops")
+    loops.add_argument("--no-heartbeat", action="store_true", help="no self-generated goals")
+    loops.add_argument("--idle-seconds", type=float, default=300.0, help="quiet time before the motivator proposes and runs goals (default 300)")
+    loops.add_argument("--goals-per-hour", type=int, default=4, help="most self-generated goals started in any hour (default 4)")
+    loops.add_argument("--judge-threshold", type=float, default=0.7, help="ALFRED's score that puts an interaction in the golden dataset")
+    loops.add_argument("--golden-size", type=int, default=8, help="new golden examples that trigger a persona's LoRA training (default 8)")
+    loops.add_argument("--train-steps", type=int, default=30, help="optimiser steps per LoRA training (default 30)")
+    loops.add_argument("--dissonance-threshold", type=float, default=0.6, help="mean dissonance that makes ALFRED draft a codex amendment")
+    loops.add_argument("--dissonance-window", type=int, default=5, help="how many recent signals that mean is taken over (default 5)")
     p.set_defaults(func=cmd_kernel)
 
     p = commands.add_parser("audit", help="run the guardian on a file of (model) output; exit 0 if accepted")
@@ -737,12 +808,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print the extracted source when accepted")
     p.set_defaults(func=cmd_audit)
 
-    p = commands.add_parser("log", help="show the metacognition log of cognitive cycles")
+    p = commands.add_parser("log", help="show the metacognition log: cycles, self-generated goals, judgements, trainings, proposals")
     image_arg(p)
     p.add_argument("--file", help="the log file (default: metacognition.jsonl beside the image)")
     p.add_argument("--cycle", help="only this cycle (an id or its prefix)")
+    p.add_argument("--event", action="append", help="only these events (repeatable), e.g. --event goal")
     p.add_argument("--follow", action="store_true", help="keep printing new events")
     p.set_defaults(func=cmd_log)
+
+    codex = commands.add_parser("codex", help="the personas' codices: amendment proposals, history, revert")
+    codex_commands = codex.add_subparsers(dest="codex_command", required=True, metavar="ACTION")
+    p = codex_commands.add_parser("proposals", help="amendment proposals (pending; --all for every one); decide them in the console")
+    image_arg(p)
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_codex_proposals)
+    p = codex_commands.add_parser("history", help="a persona's earlier codices, oldest first, then the current one")
+    image_arg(p)
+    p.add_argument("persona")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_codex_history)
+    p = codex_commands.add_parser("revert", help="restore the codex a persona had before its latest amendment")
+    image_arg(p)
+    p.add_argument("persona")
+    p.set_defaults(func=cmd_codex_revert)
 
     p = commands.add_parser("methods", help="list, show, revert or forget methods (learned or written by hand)")
     image_arg(p)

@@ -32,6 +32,7 @@ from persistent.list import PersistentList
 from ZODB.DB import DB
 
 from . import memory
+from .contrapunto import cycle_dissonance, record_signal
 from .guardian import audit
 from .llm import ModelError, TextModel
 from .personas import Personas, SharedPersonas
@@ -199,6 +200,8 @@ class CycleEngine:
         self.log = log
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
+        # called with (cycle_id, outcome) when a cycle this engine drove ends: the slower loops listen
+        self.finished_hooks: list[Callable[[str, dict[str, Any]], None]] = []
 
     @property
     def running(self) -> int:
@@ -210,8 +213,12 @@ class CycleEngine:
 
     # -- driving ----------------------------------------------------------------
 
-    def drive(self, cycle_id: str, progress: Progress | None = None) -> dict[str, Any]:
-        """Run the cycle to a terminal state (or wait for whoever runs it); return its outcome."""
+    def drive(self, cycle_id: str, progress: Progress | None = None, gate: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Run the cycle to a terminal state (or wait for whoever runs it); return its outcome.
+
+        *gate* is called before every step: a self-generated goal's cycle waits
+        there while the Architect's messages are being served.
+        """
         with self._lock:
             running = self._running.get(cycle_id)
             owner = running is None
@@ -224,9 +231,13 @@ class CycleEngine:
             return self.outcome(cycle_id)
         try:
             while True:
+                if gate is not None:
+                    gate()
                 view = self._view(cycle_id)
                 if view["state"] in TERMINAL:
-                    return self.outcome(cycle_id)
+                    outcome = self.outcome(cycle_id)
+                    self._announce(cycle_id, outcome)
+                    return outcome
                 try:
                     self._step(view, progress or (lambda state, detail: None))
                 except StaleCycle:
@@ -240,6 +251,13 @@ class CycleEngine:
             with self._lock:
                 del self._running[cycle_id]
             running.done.set()
+
+    def _announce(self, cycle_id: str, outcome: dict[str, Any]) -> None:
+        for hook in self.finished_hooks:
+            try:
+                hook(cycle_id, outcome)
+            except Exception as exc:  # noqa: BLE001 - a listener's bug must not fail the Architect's message
+                self._record("hook_failed", cycle=cycle_id, error=f"{type(exc).__name__}: {exc}")
 
     def outcome(self, cycle_id: str) -> dict[str, Any]:
         with reading(self.db) as root:
@@ -347,7 +365,10 @@ class CycleEngine:
             cycle.history.append({"from": expected, "to": state, "at": now, "note": reason})
             cycle.state = state
             cycle.updated_at = now
-            cycle.outcome = {"state": state, "reason": reason, "attempts": cycle.attempt + (1 if state == "COMPLETE" else 0)}
+            dissonance = cycle_dissonance([dict(a) for a in cycle.artifacts], state)
+            cycle.outcome = {"state": state, "reason": reason, "attempts": cycle.attempt + (1 if state == "COMPLETE" else 0),
+                             "dissonance": dissonance}
+            record_signal(orchestrator, dissonance, "cycle", cycle.cycle_id)
             del orchestrator.active_cycles[cycle.key]
 
         transact(self.db, work, note=f"cycle {view['cycle']}: {expected} -> {state}")

@@ -26,6 +26,7 @@ from . import __version__
 from .cycle import CycleEngine, Learning
 from .errors import BatosError, InvalidName, MessageNotUnderstood
 from .image import Image, root_names, root_object
+from .loops import LoopError
 from .txn import reading, transact
 from .uvm import MethodRecord, UvmObject
 from .wire import PROTOCOL_VERSION, Error, Inspect, Result, Send, View
@@ -191,15 +192,19 @@ class Kernel:
     Without one, it is refused with ``not_understood``.
     """
 
-    def __init__(self, image: Image, config: KernelConfig = KernelConfig(), engine: CycleEngine | None = None, pool: Any = None) -> None:
+    def __init__(self, image: Image, config: KernelConfig = KernelConfig(), engine: CycleEngine | None = None, pool: Any = None,
+                 loops: Any = None) -> None:
         self.image = image
         self.config = config
         self.engine = engine
         self.pool = pool  # the ModelPool hosting loaded models, for status
+        self.loops = loops  # batos.loops.Loops: contemplate, goals, proposals; told when the Architect is busy
         self.started = time.time()
         self._lock = threading.Lock()
         self.in_flight = 0
         self.handled = 0
+        if loops is not None:
+            loops.activity.in_flight = lambda: self.in_flight
 
     def status(self) -> dict[str, Any]:
         return {
@@ -227,6 +232,9 @@ class Kernel:
         """Run one message in its own transaction; blocking (call it off the loop)."""
         self._track(+1)
         try:
+            handler = self.loops.handler(request.target, request.selector) if self.loops is not None else None
+            if handler is not None:
+                return Result(id=request.id, value=handler(list(request.args), request.intent, progress))
             value = self._transact_send(request)
             if isinstance(value, Learning):
                 assert self.engine is not None  # only an engine's kernel asks _doesNotUnderstand_
@@ -247,8 +255,12 @@ class Kernel:
             return Error(id=request.id, code="conflict", message=f"gave up after {self.config.conflict_attempts} conflicting attempts: {exc}")
         except BatosError as exc:
             return Error(id=request.id, code="refused", message=str(exc))
+        except LoopError as exc:
+            return Error(id=request.id, code="bad_arguments", message=str(exc))
         finally:
             self._track(-1)
+            if self.loops is not None:
+                self.loops.activity.touch()
 
     def _transact_send(self, request: Send) -> Any:
         return transact(

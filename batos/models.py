@@ -331,8 +331,10 @@ def adapter_files(path: Path, scratch: Path) -> list[tuple[str, Path]]:
 
 
 def import_adapter(image: Image, path: Path, name: str, base: str, personas: Sequence[str] = (), origin: str = "imported",
-                   metrics: dict[str, Any] | None = None, reason: str = "imported") -> dict[str, Any]:
-    """Store a LoRA adapter as blobs for model *base*; binding personas is part of the same transaction."""
+                   metrics: dict[str, Any] | None = None, reason: str = "imported",
+                   also: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Store a LoRA adapter as blobs for model *base*; binding personas (and *also*, given the root)
+    is part of the same transaction, so the swap is all or nothing."""
     _check_name(name, "adapter")
     _check_personas(personas)
     with tempfile.TemporaryDirectory(dir=image.db.storage.temporaryDirectory()) as scratch:
@@ -352,6 +354,8 @@ def import_adapter(image: Image, path: Path, name: str, base: str, personas: Seq
             adapters(root)[name] = record
             for persona in personas:
                 bind_adapter_in(root, persona, name, reason)
+            if also is not None:
+                also(root)
             return record.summary(adapter_personas(root, name))
 
         return _store(image, files, None, register, f"adapters: import {name}")

@@ -39,6 +39,11 @@ Ask in words:     create a method to report the current system time
 :source T SEL     the source and history of a method
 :brief TEXT       translate TEXT into a mission brief without sending it
 :status           the kernel's status
+:contemplate Q    a Socratic Contrapunto: BRICK answers Q, ROBIN builds on it, dissonance measured
+:goals            the goals the system set itself while you were away
+:proposals        pending codex amendments (ALFRED's drafts; nothing changes without you)
+:approve ID       apply proposal ID to the codex (one transaction; the old codex is kept)
+:reject ID [WHY]  turn proposal ID down
 :help             this text
 :quit             leave the console (Ctrl-D works too); Ctrl-C cancels waiting"""
 
@@ -226,9 +231,27 @@ class Console:
         elif name == "status":
             status = self.client.request(make_ping(), timeout=10).status
             self.say(format_value(status))
+        elif name == "contemplate" and args:
+            self._send("genesis", "contemplate", [], {}, " ".join(args))
+        elif name == "goals":
+            self._loop_view("goals", [], lambda g: f"  {g['id']} [{g['status']}] {g['kind']}: {g['text']}"
+                            + (f"\n      -> {g['result']}" if g.get("result") else ""), "no goals yet")
+        elif name == "proposals":
+            self._loop_view("proposals", [], lambda p: f"  {p['id']} {p['persona']}.{p['field']} (mean dissonance {p['mean']:.2f})\n"
+                            f"      old: {p['old_text']}\n      new: {p['new_text']}\n      why: {p['rationale']}\n"
+                            f"      :approve {p['id']}   or   :reject {p['id']} REASON", "no pending proposals")
+        elif name in ("approve", "reject") and args:
+            self._send("orchestrator", name, args[:1] + [" ".join(args[1:])] if len(args) > 1 else args[:1], {}, None)
         else:
             self.say(f"unknown or incomplete command :{name}; try :help")
         return True
+
+    def _loop_view(self, selector: str, args: list[Any], line: Any, empty: str) -> None:
+        reply = self.client.request(make_send("orchestrator", selector, args, {}, None), timeout=30)
+        if reply.kind == "error":
+            self.say(f"error [{reply.code}]: {reply.message}")
+            return
+        self.say("\n".join(line(item) for item in reply.value) if reply.value else empty)
 
     def _view(self, request: Any) -> None:
         reply = self.client.request(request, timeout=30)

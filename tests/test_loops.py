@@ -1,0 +1,416 @@
+"""The slower loops with scripted personas: Contrapunto and dissonance, goals, the strategic and philosophical loops."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from batos import memory
+from batos.amendments import AmendmentConfig, AmendmentError, codex_history, decide, list_proposals, revert_codex
+from batos.contrapunto import embedding_distance
+from batos.cycle import CycleConfig, CycleEngine
+from batos.kernel import Kernel
+from batos.llm import ScriptedModel
+from batos.loops import Loops, LoopsConfig
+from batos.models import import_model, list_adapters, revert_adapter
+from batos.motivator import MotivatorConfig, list_goals
+from batos.personas import SharedPersonas
+from batos.strategic import StrategicConfig
+from batos.trial import Limits
+from batos.txn import reading, transact
+from batos.wire import PROTOCOL_VERSION, Error, Result, Send
+
+from .test_cycle import GOOD, INTENT, PLAN, WRONG
+
+AGREE = ("How should we cache lookups?",
+         "Store each lookup result in a dictionary keyed by its query, so repeated lookups return instantly.",
+         "Building on BRICK: storing each lookup result so repeated lookups return instantly spares people the wait.")
+CONFLICT = ("Should we delete old user data?",
+            "Yes: delete every user record older than a month; disk space is the binding constraint and the logs are cheap to lose.",
+            "Building on BRICK: no. These are people's memories and the trust they placed in us; grief does not fit a disk quota.")
+
+
+class Personas:
+    """Scripted personas: each a callable over (system, prompt), with their prompts recorded."""
+
+    def __init__(self, brick=None, robin=None, alfred=None, babs=None):
+        def fixed(text):
+            return lambda system, prompt: text
+
+        self.models = {
+            "BRICK": ScriptedModel(brick or fixed(PLAN), "brick-scripted"),
+            "ROBIN": ScriptedModel(robin or fixed("Building on BRICK: fine."), "robin-scripted"),
+            "ALFRED": ScriptedModel(alfred or fixed('{"score": 0.9, "reason": "clean"}'), "alfred-scripted"),
+            "BABS": ScriptedModel(babs or fixed("{}"), "babs-scripted"),
+        }
+        self.shared = SharedPersonas(self.models)
+
+
+def dialogue(brick_text, robin_text, judged):
+    def robin(system, prompt):
+        return json.dumps({"dissonance": judged, "reason": "r"}) if "How far apart" in prompt else robin_text
+
+    return Personas(brick=lambda s, p: brick_text, robin=robin)
+
+
+def make_loops(image, personas, engine=None, **config):
+    loops_config = LoopsConfig(
+        motivator=config.pop("motivator", MotivatorConfig(enabled=False)),
+        strategic=config.pop("strategic", StrategicConfig(dataset_size=100)),
+        amendments=config.pop("amendments", AmendmentConfig(threshold=0.6, window=3)),
+        poll_seconds=0.05,
+    )
+    return Loops(image, personas.shared, engine, loops_config)
+
+
+def engine_for(image, personas):
+    return CycleEngine(image.db, personas.shared, config=CycleConfig(limits=Limits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)))
+
+
+def send(kernel, target, selector, *args, intent=None):
+    return kernel.send(Send(v=PROTOCOL_VERSION, id="r", kind="send", target=target, selector=selector, args=list(args), intent=intent))
+
+
+# -- Contrapunto and dissonance ---------------------------------------------------------
+
+
+def test_embedding_distance_orders_agreeing_below_conflicting_pairs():
+    assert embedding_distance(AGREE[1], AGREE[2]) < embedding_distance(CONFLICT[1], CONFLICT[2])
+
+
+def test_contrapunto_stores_the_exchange_where_robin_builds_on_brick(image):
+    personas = dialogue(AGREE[1], AGREE[2], 0.1)
+    loops = make_loops(image, personas)
+    record = loops.contrapunto.run(AGREE[0])
+    robin_prompts = [p for _s, p in personas.models["ROBIN"].prompts]
+    assert AGREE[1] in robin_prompts[0]  # ROBIN was shown BRICK's answer to build on
+    assert record["builds_on"] is True and record["judged"] == 0.1
+    assert record["dissonance"] == pytest.approx((0.1 + record["distance"]) / 2, abs=1e-4)
+    with reading(image.db) as root:
+        stored = root["orchestrator"].contrapunti[record["id"]]
+        assert (stored["brick"], stored["robin"]) == (AGREE[1], AGREE[2])
+        assert [(s["source"], s["ref"]) for s in root["orchestrator"].dissonance] == [("contrapunto", record["id"])]
+        hits = memory.search(root["knowledge_catalog"], "cache lookups dictionary", k=3)
+        assert hits[0].doc_id == f"contrapunto:{record['id']}"
+
+
+def test_conflicting_views_score_higher_dissonance_than_agreeing_ones(image):
+    agree = make_loops(image, dialogue(AGREE[1], AGREE[2], 0.1)).contrapunto.run(AGREE[0])
+    conflict = make_loops(image, dialogue(CONFLICT[1], CONFLICT[2], 0.9)).contrapunto.run(CONFLICT[0])
+    assert agree["dissonance"] < 0.35 < 0.6 < conflict["dissonance"]
+
+
+@pytest.mark.parametrize("verdict", ["no json here", '{"dissonance": 7}', '{"reason": "missing"}'])
+def test_an_unusable_judgement_leaves_the_embedding_reading_alone(image, verdict):
+    def robin(system, prompt):
+        return verdict if "How far apart" in prompt else CONFLICT[2]
+
+    record = make_loops(image, Personas(brick=lambda s, p: CONFLICT[1], robin=robin)).contrapunto.run(CONFLICT[0])
+    assert record["judged"] is None and record["dissonance"] == record["distance"]
+    assert "unusable" in record["judge_reason"] or "outside" in record["judge_reason"]
+
+
+def test_contemplate_is_a_kernel_message_and_needs_a_question(image):
+    loops = make_loops(image, dialogue(AGREE[1], AGREE[2], 0.2))
+    kernel = Kernel(image, loops=loops)
+    reply = send(kernel, "genesis", "contemplate", intent=AGREE[0])
+    assert isinstance(reply, Result) and reply.value["brick"] == AGREE[1] and 0 <= reply.value["dissonance"] <= 1
+    refused = send(kernel, "genesis", "contemplate")
+    assert isinstance(refused, Error) and refused.code == "bad_arguments" and "needs a question" in refused.message
+
+
+def test_cycles_record_dissonance_from_rejected_attempts(image):
+    personas = Personas(brick=lambda s, p, it=iter([PLAN, WRONG, GOOD]): next(it))
+    kernel = Kernel(image, engine=engine_for(image, personas))
+    reply = kernel.send(Send(v=PROTOCOL_VERSION, id="r", kind="send", target="genesis", selector="factorial", args=[5], intent=INTENT))
+    assert reply.value == 120
+    with reading(image.db) as root:
+        [cycle] = root["orchestrator"].cycles.values()
+        assert cycle.outcome["dissonance"] == 0.25  # one rejected attempt
+        assert [s["score"] for s in root["orchestrator"].dissonance] == [0.25]
+
+
+def test_a_failed_cycle_records_the_highest_dissonance(image):
+    personas = Personas(brick=lambda s, p, it=iter([PLAN, WRONG, WRONG, WRONG]): next(it))
+    kernel = Kernel(image, engine=engine_for(image, personas))
+    reply = kernel.send(Send(v=PROTOCOL_VERSION, id="r", kind="send", target="genesis", selector="factorial", args=[5], intent=INTENT))
+    assert isinstance(reply, Error)
+    with reading(image.db) as root:
+        assert [s["score"] for s in root["orchestrator"].dissonance] == [1.0]
+
+
+# -- the autotelic heartbeat ---------------------------------------------------------------
+
+
+TRIPLE = "```python\ndef triple_factorial(self):\n    return self.factorial(3) * 3\n```"
+
+
+def learned_factorial(image, personas):
+    engine = engine_for(image, personas)
+    kernel = Kernel(image, engine=engine)
+    assert kernel.send(Send(v=PROTOCOL_VERSION, id="r", kind="send", target="genesis", selector="factorial", args=[5], intent=INTENT)).value == 120
+    return engine
+
+
+def test_a_new_method_becomes_a_goal_pursued_through_a_normal_cycle(image):
+    script = iter([PLAN, GOOD, '{"selector": "triple_factorial", "intent": "return three times factorial of 3"}', PLAN, TRIPLE])
+    personas = Personas(brick=lambda s, p: next(script))
+    engine = learned_factorial(image, personas)
+    loops = make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=True, idle_seconds=0, goals_per_hour=5))
+    loops.activity.last = 0  # long idle
+    assert loops.step() is True
+    [goal] = list_goals(image.db)
+    assert (goal["kind"], goal["status"]) == ("compose", "done")
+    assert goal["text"].startswith("factorial was just created on genesis")
+    assert "triple_factorial: COMPLETE" in goal["result"]
+    with reading(image.db) as root:
+        assert root["genesis"].triple_factorial() == 18
+    loops.drain()  # ALFRED judges the goal's cycle first (queued when it finished)
+    assert loops.step() is True  # the new skill is proposed as a goal in turn, but BRICK's script has run out...
+    assert [g["status"] for g in list_goals(image.db)][-1] == "failed"  # ...so it fails, recorded, not fatal
+
+
+def test_goals_are_rate_limited_per_hour(image):
+    personas = Personas(brick=lambda s, p, it=iter([PLAN, GOOD]): next(it))
+    engine = learned_factorial(image, personas)
+    loops = make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=True, idle_seconds=0, goals_per_hour=0))
+    loops.activity.last = 0
+    assert loops.step() is False
+    assert [g["status"] for g in list_goals(image.db)] == ["pending"]  # proposed, visible, but not started
+
+
+def test_the_heartbeat_waits_for_idle_time_and_can_be_switched_off(image):
+    personas = Personas(brick=lambda s, p, it=iter([PLAN, GOOD]): next(it))
+    engine = learned_factorial(image, personas)
+    assert make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=False, idle_seconds=0)).step() is False
+    waiting = make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=True, idle_seconds=3600))
+    assert waiting.step() is False
+    assert list_goals(image.db) == []
+
+
+def test_architect_messages_go_before_goals(image):
+    script = iter([PLAN, GOOD, '{"selector": "triple_factorial", "intent": "three times factorial of 3"}', PLAN, TRIPLE])
+    personas = Personas(brick=lambda s, p: next(script))
+    engine = learned_factorial(image, personas)
+    loops = make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=True, idle_seconds=0, goals_per_hour=5))
+    loops.activity.last = 0
+    busy = threading.Event()
+    busy.set()
+    loops.activity.in_flight = lambda: 1 if busy.is_set() else 0
+    worker = threading.Thread(target=loops.step)
+    worker.start()
+    time.sleep(0.5)
+    assert list_goals(image.db) == []  # nothing proposed or started while the Architect is served
+    busy.clear()
+    worker.join(30)
+    assert [g["status"] for g in list_goals(image.db)] == ["done"]
+
+
+def test_a_high_dissonance_exchange_becomes_a_protocol_goal(image):
+    personas = dialogue(CONFLICT[1], CONFLICT[2], 0.95)
+    loops = make_loops(image, personas, motivator=MotivatorConfig(enabled=True, idle_seconds=0, goals_per_hour=5))
+    first = loops.contrapunto.run(CONFLICT[0])
+    loops.activity.last = 0
+    assert loops.step() is True
+    [goal] = list_goals(image.db)
+    assert goal["kind"] == "protocol" and goal["source"] == f"contrapunto:{first['id']}" and goal["status"] == "done"
+    with reading(image.db) as root:
+        follow_up = [c for c in root["orchestrator"].contrapunti.values() if c["origin"] == "goal"]
+    assert follow_up and follow_up[0]["question"].startswith("What protocol would resolve")
+
+
+# -- the strategic loop ------------------------------------------------------------------------
+
+
+def test_alfred_scores_decide_what_enters_the_golden_dataset(image):
+    scores = iter(['{"score": 0.9, "reason": "clean"}', '{"score": 0.2, "reason": "meh"}', "not json"])
+    personas = Personas(brick=lambda s, p, it=iter([PLAN, GOOD, PLAN, GOOD.replace("factorial", "fact2")]): next(it),
+                        alfred=lambda s, p: next(scores))
+    engine = engine_for(image, personas)
+    loops = make_loops(image, personas, engine)  # listens to the engine from now on
+    kernel = Kernel(image, engine=engine, loops=loops)
+    assert send(kernel, "genesis", "factorial", 5, intent=INTENT).value == 120
+    loops.drain()
+    with reading(image.db) as root:
+        [golden] = root["orchestrator"].golden["BRICK"]
+        assert golden["score"] == 0.9 and "math.factorial" in golden["completion"] and golden["ref"].startswith("cycle:")
+    assert "```python" in personas.models["ALFRED"].prompts[0][1]  # ALFRED judged the installed source
+    loops.drain()
+    assert loops.strategist.judge_cycle(golden["ref"].split(":")[1]) is None  # judged once only
+
+
+def test_a_persona_on_a_gguf_model_skips_training_and_says_why(image):
+    personas = Personas()
+    loops = make_loops(image, personas, strategic=StrategicConfig(dataset_size=1))
+    transact(image.db, lambda root: root["orchestrator"].golden.__setitem__("ROBIN", [{"system": "s", "prompt": "p", "completion": "c"}]))
+    record = loops.strategist.maybe_train("ROBIN")
+    assert record["status"] == "skipped" and "needs a transformers model" in record["error"]
+    assert list_adapters(image) == []
+
+
+def golden_examples(image, persona, n):
+    examples = [{"persona": persona, "system": "You are BRICK.", "prompt": f"Teach genesis to answer double_{i}(x).",
+                 "completion": f"```python\ndef double_{i}(self, x):\n    return 2 * x\n```", "ref": f"cycle:x{i}", "score": 0.9}
+                for i in range(n)]
+    transact(image.db, lambda root: root["orchestrator"].golden.__setitem__(persona, examples))
+
+
+def test_real_lora_training_on_the_tiny_model_swaps_in_one_transaction_and_reverts(image, tiny_model_dir):
+    import_model(image, tiny_model_dir, "tiny", ["BRICK"])
+    loops = make_loops(image, Personas(), strategic=StrategicConfig(dataset_size=3, train_steps=6, rank=4))
+    # the strategist pins through the product's personas (bindings from the image), as the kernel does
+    from batos.modelhost import ModelPool
+    from batos.personas import HostedPersonas
+
+    pool = ModelPool()
+    loops.strategist.personas = HostedPersonas(image.db, pool)
+    golden_examples(image, "BRICK", 3)
+    with reading(image.db) as root:
+        pinned_before = loops.strategist.personas.pin(root)["BRICK"]
+    record = loops.strategist.maybe_train("BRICK")
+    assert record["status"] == "trained", record
+    metrics = record["metrics"]
+    assert metrics["steps"] == 6 and metrics["device"] == "cpu" and metrics["loss_last"] < metrics["loss_first"]
+    with reading(image.db) as root:
+        assert root["brick"].adapter == "brick-lora-1"
+        assert root["orchestrator"].trainings[-1]["adapter"] == "brick-lora-1"
+        assert root["brick"].adapter_history[-1]["reason"] == "strategic loop: trained on 3 golden examples"
+    assert pinned_before["adapter"] is None  # a cycle pinned before the swap keeps the bare base
+    trained = loops.strategist.personas.speaker("BRICK")
+    assert trained.adapter["name"].startswith("brick-lora-1-")
+    assert trained.complete("s", "Teach genesis", max_tokens=4, temperature=0.0) is not None  # the adapter loads and serves
+    pool.close()
+    assert loops.strategist.maybe_train("BRICK") is None  # nothing new since
+    assert revert_adapter(image, "BRICK") is None
+    with reading(image.db) as root:
+        assert root["brick"].adapter is None
+
+
+def test_a_failed_training_swaps_nothing(image, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama"}')
+    import_model(image, broken, "broken", ["BRICK"])
+    loops = make_loops(image, Personas(), strategic=StrategicConfig(dataset_size=2, train_steps=2))
+    from batos.modelhost import ModelPool
+    from batos.personas import HostedPersonas
+
+    loops.strategist.personas = HostedPersonas(image.db, ModelPool())
+    golden_examples(image, "BRICK", 2)
+    record = loops.strategist.maybe_train("BRICK")
+    assert record["status"] == "failed" and record["error"]
+    assert list_adapters(image) == []
+    with reading(image.db) as root:
+        assert root["brick"].adapter is None and list(root["brick"].adapter_history) == []
+        assert [t["status"] for t in root["orchestrator"].trainings] == ["failed"]
+
+
+# -- the philosophical loop ---------------------------------------------------------------------
+
+
+DRAFT = {"persona": "BRICK", "field": "method", "new_text": "Decompose first, then check each step against the Architect's intent.",
+         "rationale": "Three failed cycles in a row came from skipping the intent."}
+
+
+def signals(image, *scores):
+    def work(root):
+        for i, score in enumerate(scores):
+            root["orchestrator"].dissonance.append({"at": time.time(), "score": score, "source": "cycle", "ref": f"c{i}"})
+
+    transact(image.db, work)
+
+
+def test_low_or_short_dissonance_drafts_nothing(image):
+    loops = make_loops(image, Personas(alfred=lambda s, p: json.dumps(DRAFT)))
+    signals(image, 0.9, 0.9)
+    assert loops.amendments.check() is None  # fewer than the window
+    signals(image, 0.0, 0.0)
+    assert loops.amendments.check() is None  # mean of the window below the threshold
+    assert personas_calls(loops) == 0
+
+
+def personas_calls(loops):
+    return loops.amendments.personas.models["ALFRED"].calls
+
+
+def test_persistent_dissonance_drafts_a_pending_proposal_that_changes_nothing_alone(image):
+    loops = make_loops(image, Personas(alfred=lambda s, p: json.dumps(DRAFT)))
+    with reading(image.db) as root:
+        before = dict(root["brick"].codex)
+    signals(image, 0.8, 0.9, 1.0)
+    proposal = loops.amendments.check()
+    assert proposal["status"] == "pending" and proposal["old_text"] == before["method"] and proposal["new_text"] == DRAFT["new_text"]
+    assert len(proposal["evidence"]) == 3 and proposal["mean"] == 0.9
+    assert loops.amendments.check() is None  # one pending at a time
+    with reading(image.db) as root:
+        assert dict(root["brick"].codex) == before  # no approval, no change
+    assert [p["id"] for p in list_proposals(image.db)] == [proposal["id"]]
+    rejected = decide(image.db, proposal["id"], approve=False, reason="not yet")
+    assert rejected["status"] == "rejected" and rejected["decision_reason"] == "not yet"
+    with reading(image.db) as root:
+        assert dict(root["brick"].codex) == before
+    with pytest.raises(AmendmentError, match="is rejected, not pending"):
+        decide(image.db, proposal["id"], approve=True)
+    assert loops.amendments.check() is None  # the same evidence is not drafted again
+
+
+def test_an_approved_amendment_is_used_by_the_next_cycle_and_can_be_reverted(image):
+    personas = Personas(alfred=lambda s, p: json.dumps(DRAFT), brick=lambda s, p, it=iter([PLAN, GOOD]): next(it))
+    loops = make_loops(image, personas)
+    kernel = Kernel(image, engine=engine_for(image, personas), loops=loops)
+    signals(image, 0.9, 0.9, 0.9)
+    proposal = loops.amendments.check()
+    assert send(kernel, "orchestrator", "proposals").value[0]["id"] == proposal["id"]
+    assert send(kernel, "orchestrator", "approve", proposal["id"]).value["status"] == "approved"
+    assert send(kernel, "genesis", "factorial", 5, intent=INTENT).value == 120
+    assert all(DRAFT["new_text"] in system for system, _ in personas.models["BRICK"].prompts)  # no restart needed
+    history = codex_history(image.db, "BRICK")
+    assert len(history) == 2 and history[0]["proposal"] == proposal["id"] and history[1]["codex"]["method"] == DRAFT["new_text"]
+    restored = revert_codex(image.db, "BRICK")
+    with reading(image.db) as root:
+        assert root["brick"].codex["method"] == restored["codex"]["method"] != DRAFT["new_text"]
+    with pytest.raises(AmendmentError, match="never been amended"):
+        revert_codex(image.db, "BRICK")
+
+
+def test_an_approval_of_a_stale_proposal_is_refused(image):
+    loops = make_loops(image, Personas(alfred=lambda s, p: json.dumps(DRAFT)))
+    signals(image, 0.9, 0.9, 0.9)
+    proposal = loops.amendments.check()
+
+    def edit(root):
+        root["brick"].codex["method"] = "changed by hand"
+
+    transact(image.db, edit)
+    with pytest.raises(AmendmentError, match="changed since proposal"):
+        decide(image.db, proposal["id"], approve=True)
+    with reading(image.db) as root:
+        assert root["brick"].codex["method"] == "changed by hand"
+
+
+@pytest.mark.parametrize("draft, error", [
+    ("I would rather not", "unusable draft"),
+    (json.dumps({**DRAFT, "persona": "JOKER"}), "unknown persona"),
+    (json.dumps({**DRAFT, "field": "pillars"}), "cannot be amended"),
+    (json.dumps({**DRAFT, "new_text": "short"}), "too short"),
+])
+def test_a_bad_draft_is_recorded_as_unusable_and_changes_nothing(image, draft, error):
+    loops = make_loops(image, Personas(alfred=lambda s, p: draft))
+    signals(image, 0.9, 0.9, 0.9)
+    record = loops.amendments.check()
+    assert record["status"] == "unusable" and error in record["error"]
+    assert list_proposals(image.db) == []
+    with pytest.raises(AmendmentError, match="is unusable, not pending"):
+        decide(image.db, record["id"], approve=True)
+
+
+def test_decisions_through_the_kernel_report_bad_ids_clearly(image):
+    kernel = Kernel(image, loops=make_loops(image, Personas()))
+    missing = send(kernel, "orchestrator", "approve", "nope")
+    assert isinstance(missing, Error) and missing.code == "refused" and "no proposal 'nope'" in missing.message
+    bare = send(kernel, "orchestrator", "reject")
+    assert isinstance(bare, Error) and bare.code == "bad_arguments"
+    assert send(kernel, "orchestrator", "goals").value == []
