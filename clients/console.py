@@ -232,7 +232,7 @@ class Console:
             status = self.client.request(make_ping(), timeout=10).status
             self.say(format_value(status))
         elif name == "contemplate" and args:
-            self._send("genesis", "contemplate", [], {}, " ".join(args))
+            self._contemplate(" ".join(args))
         elif name == "goals":
             self._loop_view("goals", [], lambda g: f"  {g['id']} [{g['status']}] {g['kind']}: {g['text']}"
                             + (f"\n      -> {g['result']}" if g.get("result") else ""), "no goals yet")
@@ -245,6 +245,20 @@ class Console:
         else:
             self.say(f"unknown or incomplete command :{name}; try :help")
         return True
+
+    def _contemplate(self, question: str) -> None:
+        def progress(reply: Any) -> None:
+            if reply.kind == "progress":
+                self.say(f"  ... [{reply.state}] {reply.detail}")
+
+        reply = self.client.request(make_send("genesis", "contemplate", [], {}, question), timeout=self.timeout, on_reply=progress)
+        if reply.kind == "error":
+            self.say(f"error [{reply.code}]: {reply.message}")
+            return
+        r = reply.value
+        judged = "unusable" if r["judged"] is None else f"{r['judged']:.2f}"
+        self.say(f"BRICK: {r['brick']}\nROBIN: {r['robin']}\n"
+                 f"dissonance {r['dissonance']:.2f} (ROBIN judged {judged}: {r['judge_reason']}; embedding distance {r['distance']:.2f})")
 
     def _loop_view(self, selector: str, args: list[Any], line: Any, empty: str) -> None:
         reply = self.client.request(make_send("orchestrator", selector, args, {}, None), timeout=30)

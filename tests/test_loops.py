@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -414,3 +415,56 @@ def test_decisions_through_the_kernel_report_bad_ids_clearly(image):
     bare = send(kernel, "orchestrator", "reject")
     assert isinstance(bare, Error) and bare.code == "bad_arguments"
     assert send(kernel, "orchestrator", "goals").value == []
+
+
+# -- end to end: a real kernel process, its socket, and the console ------------------------------
+
+
+def test_console_contemplates_sees_the_proposal_and_approves_it(image_uri, tmp_path):
+    import io
+    import subprocess
+    import sys
+
+    from clients.client import KernelClient
+    from clients.console import Console
+
+    from .conftest import BIN, free_port
+    from .scripted_kernel import AMENDMENT
+    from .test_learning import ROOT, wait_for
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    (tmp_path / "script.json").write_text("[]")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.scripted_kernel", image_uri, endpoint, str(tmp_path / "script.json"), "loops"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "kernel.log", "wb"))
+    try:
+        wait_for(endpoint, proc)
+        out = io.StringIO()
+        with KernelClient(endpoint) as client:
+            console = Console(client, out)
+            console.refresh_roots()
+            assert console.handle(":proposals")
+            assert "no pending proposals" in out.getvalue()
+            assert console.handle(":contemplate should we delete old user data?")
+            deadline = time.monotonic() + 30  # ALFRED drafts on the slow lane, after the reply
+            while "new: " + AMENDMENT["new_text"] not in out.getvalue() and time.monotonic() < deadline:
+                console.handle(":proposals")
+                time.sleep(0.3)
+            text = out.getvalue()
+            assert "[ROBIN] the relational view" in text and "ROBIN: Building on BRICK: no." in text
+            assert "dissonance " in text and "ROBIN judged 0.95: they conflict" in text
+            proposal_id = re.search(r"  (\w{8}) ROBIN\.method", text).group(1)
+            assert console.handle(f":approve {proposal_id}")
+            assert '"status": "approved"' in out.getvalue()
+            assert console.handle(f":approve {proposal_id}")
+            assert f"error [refused]: proposal {proposal_id} is approved, not pending" in out.getvalue()
+            assert console.handle(":goals") and "no goals yet" in out.getvalue()
+        shown = subprocess.run([str(BIN / "batos"), "codex", "history", "robin", "--image", image_uri, "--json"],
+                               capture_output=True, text=True, timeout=60)  # read-only: beside the running kernel
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)[-1]["codex"]["method"] == AMENDMENT["new_text"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    logged = subprocess.run([str(BIN / "batos"), "log", "--file", str(tmp_path / "metacognition.jsonl"), "--event", "proposal"],
+                            capture_output=True, text=True, timeout=60)
+    assert "status=pending" in logged.stdout and "status=approved" in logged.stdout
