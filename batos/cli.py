@@ -202,9 +202,11 @@ def _personas(image: Any, log: logging.Logger, pool: Any) -> Any:
     from .personas import HostedPersonas, current_pins
 
     ensure_embedded(image, assemble())
-    staged = stage_adapters(image, adapters_dir(), base=None)
+    staged, skipped = stage_adapters(image, adapters_dir(), base=None)
     if staged:
         log.info("imported staged adapter(s): %s", ", ".join(staged))
+    for problem in skipped:  # a bad staged adapter must not keep the kernel from starting
+        log.warning("staged adapter skipped: %s", problem)
     with reading(image.db) as root:
         for persona, pin in current_pins(root).items():
             log.info("%s speaks through %s (%s, version %s)%s", persona, pin["model"], pin["backend"], pin["version"],
@@ -281,9 +283,11 @@ def cmd_adapters_import(args: argparse.Namespace) -> int:
 
     with open_image(args.image) as image:
         if args.path is None:
-            names = stage_adapters(image, adapters_dir(), base=args.base)
+            names, skipped = stage_adapters(image, adapters_dir(), base=args.base)
             print(f"imported {len(names)} staged adapter(s) from {adapters_dir()}" + (f": {', '.join(names)}" if names else ""))
-            return 0
+            for problem in skipped:
+                print(f"skipped: {problem}", file=sys.stderr)
+            return 1 if skipped else 0
         if not (args.name and args.base):
             raise BatosError("importing one adapter needs --name and --base")
         summary = import_adapter(image, Path(args.path), args.name, args.base, args.persona)
@@ -371,6 +375,10 @@ def cmd_ping(args: argparse.Namespace) -> int:
     print(f"image:    {status['image']}")
     print(f"messages: {status['in_flight']} in flight, {status['handled']} handled; cycles running: {status['cycles_running']}")
     print(f"models:   {', '.join(status['models_loaded']) or 'none loaded'}")
+    loops = status.get("loops")
+    if loops:
+        print(f"loops:    heartbeat {'on' if loops['heartbeat'] else 'off'}; goals {loops['goals_pending']} pending, {loops['goals_running']} running; "
+              f"{loops['proposals_pending']} codex proposal(s) await the Architect")
     return 0
 
 

@@ -218,6 +218,7 @@ class Kernel:
             "cycles_running": self.engine.running if self.engine else 0,
             **(self.engine.personas.status() if self.engine else {"models_loaded": [], "model_calls": 0}),
             "model_memory": self.pool.status() if self.pool is not None else None,
+            "loops": self.loops.summary() if self.loops is not None else None,
         }
 
     def _track(self, delta: int) -> None:

@@ -139,6 +139,15 @@ class Loops:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def summary(self) -> dict[str, Any]:
+        """For the kernel's status (and the console's toolbar)."""
+        with reading(self.db) as root:
+            orchestrator = root["orchestrator"]
+            goals = [g["status"] for g in orchestrator.goals.values()]
+            proposals = sum(1 for p in orchestrator.proposals.values() if p["status"] == "pending")
+        return {"heartbeat": self.config.motivator.enabled, "goals_pending": goals.count("pending"), "goals_running": goals.count("running"),
+                "proposals_pending": proposals, "slow_jobs_queued": self._jobs.qsize()}
+
     # -- messages the kernel answers with the loops --------------------------------------
 
     def handler(self, target: str, selector: str) -> Callable[[list[Any], str | None, Progress | None], Any] | None:

@@ -422,36 +422,41 @@ def remove_adapter(image: Image, name: str) -> None:
     transact(image.db, work, note=f"adapters: remove {name}")
 
 
-def stage_adapters(image: Image, staging: Path, base: str | None) -> list[str]:
-    """Import every adapter found in the staging directory that the image lacks (genesis, `adapters import`).
+def stage_adapters(image: Image, staging: Path, base: str | None) -> tuple[list[str], list[str]]:
+    """Import every adapter in the staging directory that the image lacks (kernel start, `adapters import`).
 
     An entry may carry a ``batos.json`` ({"base": ..., "personas": [...]}) naming
     its base model and personas; otherwise *base* is used and nothing is bound.
+    Each entry is its own transaction: a bad one is skipped with its reason
+    (returned second) and the others still go in.
     """
     if not staging.is_dir():
-        return []
+        return [], []
     with reading(image.db) as root:
         present = set(adapters(root).keys())
-    plan: list[tuple[Path, str, str, list[str]]] = []
+    imported: list[str] = []
+    skipped: list[str] = []
     for entry in sorted(staging.iterdir()):
         if entry.name.startswith(".") or not (entry.is_dir() or entry.suffix == ".safetensors"):
             continue
         name = entry.stem if entry.is_file() else entry.name
         if name in present:
             continue
-        manifest_file = entry / "batos.json"
         try:
-            manifest = json.loads(manifest_file.read_text()) if entry.is_dir() and manifest_file.is_file() else {}
-        except ValueError as exc:
-            raise ModelStoreError(f"{manifest_file}: not JSON ({exc})") from exc
-        target = manifest.get("base", base)
-        if target is None:
-            raise ModelStoreError(f"{entry}: no base model named (give one, or a batos.json with \"base\")")
-        plan.append((entry, name, target, list(manifest.get("personas", []))))
-    # every entry is checked before any is imported: a bad one leaves the image as it was
-    for entry, name, target, personas in plan:
-        import_adapter(image, entry, name, target, personas, reason=f"staged in {staging.name}/")
-    return [name for _entry, name, _target, _personas in plan]
+            manifest_file = entry / "batos.json"
+            try:
+                manifest = json.loads(manifest_file.read_text()) if entry.is_dir() and manifest_file.is_file() else {}
+            except ValueError as exc:
+                raise ModelStoreError(f"{manifest_file}: not JSON ({exc})") from exc
+            target = manifest.get("base", base)
+            if target is None:
+                raise ModelStoreError(f"{entry}: no base model named (give --base, or a batos.json with \"base\")")
+            import_adapter(image, entry, name, target, list(manifest.get("personas", [])), reason=f"staged in {staging.name}/")
+        except ModelStoreError as exc:
+            skipped.append(str(exc))
+            continue
+        imported.append(name)
+    return imported, skipped
 
 
 # -- where a backend opens them ------------------------------------------------------------

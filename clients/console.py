@@ -306,7 +306,9 @@ class Heartbeat(threading.Thread):
                 try:
                     status = client.request(make_ping(), timeout=self.interval)
                     s = status.status
-                    self.state = f"kernel up · pid {s['pid']} · {s['in_flight']} in flight · {self.endpoint}"
+                    loops = s.get("loops") or {}
+                    waiting = f" · {loops['proposals_pending']} proposal(s) await you (:proposals)" if loops.get("proposals_pending") else ""
+                    self.state = f"kernel up · pid {s['pid']} · {s['in_flight']} in flight · {self.endpoint}{waiting}"
                 except NoAnswer:
                     self.state = f"kernel DOWN at {self.endpoint} (retrying)"
                     client.reconnect()

@@ -113,6 +113,13 @@ def test_end_to_end_with_the_real_embedded_model(image_uri, tmp_path):
         status = subprocess.run([str(BIN / "batos"), "models", "status", *e], capture_output=True, text=True, timeout=60)
         assert status.stdout.startswith("loaded:  embedded-default"), status.stdout + status.stderr
         assert "swap:    loaded embedded-default" in status.stdout
+        # a Contrapunto on the real model: both personas answer, ROBIN's judgement is grammar-constrained JSON
+        mused = subprocess.run([str(BIN / "batos"), "send", *e, "--json", "genesis", "contemplate", "--intent",
+                                "Should a kernel delete methods nobody has called for a year?"], capture_output=True, text=True, timeout=600)
+        assert mused.returncode == 0, mused.stdout + mused.stderr + kernel.log()
+        exchange = json.loads(mused.stdout)["value"]
+        assert exchange["brick"] and exchange["robin"] and exchange["brick"] != exchange["robin"]
+        assert exchange["judged"] is not None and 0 <= exchange["dissonance"] <= 1
         assert kernel.stop() == 0
     with KernelProcess(image_uri, log=tmp_path / "kernel2.log", model="embedded") as kernel:
         again = subprocess.run([str(BIN / "batos"), "send", "--endpoint", kernel.endpoint, "genesis", "factorial", "5"],

@@ -365,6 +365,7 @@ def test_an_approved_amendment_is_used_by_the_next_cycle_and_can_be_reverted(ima
     signals(image, 0.9, 0.9, 0.9)
     proposal = loops.amendments.check()
     assert send(kernel, "orchestrator", "proposals").value[0]["id"] == proposal["id"]
+    assert kernel.status()["loops"] == {"heartbeat": False, "goals_pending": 0, "goals_running": 0, "proposals_pending": 1, "slow_jobs_queued": 0}
     assert send(kernel, "orchestrator", "approve", proposal["id"]).value["status"] == "approved"
     assert send(kernel, "genesis", "factorial", 5, intent=INTENT).value == 120
     assert all(DRAFT["new_text"] in system for system, _ in personas.models["BRICK"].prompts)  # no restart needed

@@ -164,16 +164,21 @@ def test_a_corrupt_model_directory_fails_to_load_without_hanging(image, tmp_path
     assert pool.loaded() == []
 
 
-def test_staged_adapters_are_imported_once_with_their_manifest(image, tiny, tiny_adapter_dir, tmp_path):
+def test_staged_adapters_are_imported_once_each_and_bad_ones_skipped_with_a_reason(image, tiny, tiny_adapter_dir, tmp_path):
     staging = tmp_path / "lora_adapters"
     shutil.copytree(tiny_adapter_dir, staging / "babs-style")
     (staging / "babs-style" / "batos.json").write_text('{"base": "tiny", "personas": []}')
     shutil.copy(tiny_adapter_dir / "adapter_model.safetensors", staging / "loose.safetensors")
-    with pytest.raises(ModelStoreError, match="no base model named"):
-        stage_adapters(image, staging, base=None)  # the loose file names no base
-    assert list_adapters(image) == []  # checked before anything was imported
-    assert stage_adapters(image, staging, base="tiny") == ["babs-style", "loose"]
-    assert stage_adapters(image, staging, base="tiny") == []
+    (staging / "broken").mkdir()
+    (staging / "broken" / "adapter_config.json").write_text("{oops")
+    imported, skipped = stage_adapters(image, staging, base=None)
+    assert imported == ["babs-style"]  # the manifest names its base; the others are skipped with reasons
+    assert [s.split("lora_adapters/")[1] for s in skipped] == [
+        'broken: no base model named (give --base, or a batos.json with "base")',
+        'loose.safetensors: no base model named (give --base, or a batos.json with "base")']
+    imported, skipped = stage_adapters(image, staging, base="tiny")
+    assert imported == ["loose"] and len(skipped) == 1 and "adapter_config.json: not JSON" in skipped[0]
+    assert stage_adapters(image, staging, base="tiny") == ([], skipped)  # imported ones are not imported twice
 
 
 def test_adapters_cli_imports_lists_binds_and_reverts(image_uri, tiny_model_dir, tiny_adapter_dir):
