@@ -225,8 +225,9 @@ def cmd_models_import(args: argparse.Namespace) -> int:
 
     from .models import backend_of, import_model
 
-    _backend, files, _main = backend_of(Path(args.path))
-    total = sum(f.stat().st_size for f in files)
+    found, files, _main = backend_of(Path(args.path))
+    # a GGUF converted for transformers is stored as the (larger, dequantised) converted files: size unknown up front
+    total = None if args.backend not in (None, found) else sum(f.stat().st_size for f in files)
     with open_image(args.image) as image, tqdm(total=total, unit="B", unit_scale=True, desc=f"importing {args.name}", file=sys.stderr) as bar:
         summary = import_model(image, Path(args.path), args.name, args.persona, progress=bar.update, backend=args.backend)
     print(f"imported {summary['name']} ({summary['backend']}, {summary['files']} file(s), {_human(summary['size'])})"

@@ -469,3 +469,33 @@ def test_console_contemplates_sees_the_proposal_and_approves_it(image_uri, tmp_p
     logged = subprocess.run([str(BIN / "batos"), "log", "--file", str(tmp_path / "metacognition.jsonl"), "--event", "proposal"],
                             capture_output=True, text=True, timeout=60)
     assert "status=pending" in logged.stdout and "status=approved" in logged.stdout
+
+
+def test_codex_cli_lists_reverts_and_refuses_clearly(image_uri):
+    import subprocess
+
+    from batos.image import open_image
+
+    from .conftest import BIN
+
+    with open_image(image_uri) as img:
+        loops = make_loops(img, Personas(alfred=lambda s, p: json.dumps(DRAFT)))
+        signals(img, 0.9, 0.9, 0.9)
+        proposal = loops.amendments.check()
+
+    def batos(*args):
+        return subprocess.run([str(BIN / "batos"), "codex", *args, "--image", image_uri], capture_output=True, text=True, timeout=60)
+
+    pending = batos("proposals")
+    assert pending.returncode == 0 and f"{proposal['id']} [pending] BRICK.method" in pending.stdout and DRAFT["new_text"] in pending.stdout
+    with open_image(image_uri) as img:
+        decide(img.db, proposal["id"], approve=True)
+    assert "no pending proposals" in batos("proposals").stdout
+    assert "[approved]" in batos("proposals", "--all").stdout
+    history = batos("history", "brick")
+    assert history.returncode == 0 and history.stdout.count("method:") == 2 and f"by proposal {proposal['id']}" in history.stdout
+    reverted = batos("revert", "BRICK")
+    assert reverted.returncode == 0 and f"before proposal {proposal['id']}" in reverted.stdout
+    for args, message in ((("revert", "brick"), "never been amended"), (("history", "joker"), "unknown persona 'joker'")):
+        refused = batos(*args)
+        assert refused.returncode == 1 and message in refused.stderr and "Traceback" not in refused.stderr
