@@ -34,6 +34,8 @@ if "%COMMAND%"=="test" (
 if "%COMMAND%"=="setup" exit /b 0
 if "%BATOS_ENDPOINT%"=="" set BATOS_ENDPOINT=tcp://127.0.0.1:5555
 if "%BATOS_IMAGE%"=="" set BATOS_IMAGE=live_image.fs
+rem an image written by an earlier release is upgraded in place first (no-op when current)
+if exist %BATOS_IMAGE% .venv\Scripts\batos image migrate --image %BATOS_IMAGE%
 start "BAT OS watchdog" /b cmd /c ".venv\Scripts\batos watchdog --image %BATOS_IMAGE% --endpoint %BATOS_ENDPOINT% >> watchdog.out 2>&1"
 echo watchdog starting on %BATOS_ENDPOINT%; logs: %CD%\watchdog.jsonl, %CD%\kernel.log, %CD%\watchdog.out
 .venv\Scripts\batos ping --endpoint %BATOS_ENDPOINT% --timeout 120 >nul || exit /b 1

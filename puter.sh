@@ -33,6 +33,10 @@ case "$command" in
         if .venv/bin/batos ping --endpoint "$endpoint" --timeout 1 >/dev/null 2>&1; then
             echo "BAT OS is already running on $endpoint"
         else
+            if [ -e "$image" ]; then
+                # an image written by an earlier release is upgraded in place first (no-op when current)
+                .venv/bin/batos image migrate --image "$image"
+            fi
             .venv/bin/batos watchdog --image "$image" --endpoint "$endpoint" >>"$logdir/watchdog.out" 2>&1 &
             echo "watchdog pid $! on $endpoint"
             echo "logs: $logdir/watchdog.jsonl (events), $logdir/kernel.log (kernel), $logdir/watchdog.out"

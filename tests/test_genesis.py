@@ -114,15 +114,17 @@ def test_a_failing_migration_changes_nothing(image, monkeypatch):
         assert not root["genesis"].responds_to("motto")
 
 
-def test_v1_image_gains_adapters_histories_and_loop_records_by_migration(image):
-    def make_v1(root):  # what a v1 release wrote: none of the v2 slots
-        del root["models"].adapters
-        for name in genesis.PERSONA_NAMES:
-            del root[name].adapter_history, root[name].codex_history
-        for slot in ("contrapunti", "goals", "golden", "trainings", "proposals", "dissonance"):
-            delattr(root["orchestrator"], slot)
-        root[META_KEY]["schema_version"] = 1
+def make_v1(root):
+    """Turn a fresh image into what a v1 release wrote: none of the v2 slots."""
+    del root["models"].adapters
+    for name in genesis.PERSONA_NAMES:
+        del root[name].adapter_history, root[name].codex_history
+    for slot in ("contrapunti", "goals", "golden", "trainings", "proposals", "dissonance"):
+        delattr(root["orchestrator"], slot)
+    root[META_KEY]["schema_version"] = 1
 
+
+def test_v1_image_gains_adapters_histories_and_loop_records_by_migration(image):
     transact(image.db, make_v1)
     with pytest.raises(SchemaError, match="older than v2"):
         incarnate(image)
