@@ -49,6 +49,10 @@ BRICK answered (the logical view):
 Give the relational view: why it matters and to whom. You must build on BRICK's answer explicitly:
 begin with "Building on BRICK:" and name the part of his answer you extend or question. At most 120 words."""
 
+REMINDER = """
+
+Your previous answer did not build on BRICK's. Answer again, beginning with "Building on BRICK:"."""
+
 JUDGE_PROMPT = """Two answers to the question: {question}
 
 BRICK (logic): {brick}
@@ -57,6 +61,10 @@ ROBIN (empathy): {robin}
 
 How far apart are the logical and the relational views? 0 means they agree and reinforce each other,
 1 means they conflict. Answer as JSON: {{"dissonance": <number 0..1>, "reason": "<one sentence>"}}"""
+
+
+def builds_on(robin: str) -> bool:
+    return robin.lower().lstrip(" *\"'").startswith("building on brick")
 
 
 def parse_judgement(text: str) -> tuple[float | None, str]:
@@ -115,8 +123,10 @@ class Contrapunto:
             brick_system, BRICK_PROMPT.format(question=question), max_tokens=self.answer_tokens, temperature=0.3).strip()
         say("ROBIN", "the relational view, building on BRICK")
         robin_model = self.personas.speaker("ROBIN", pins)
-        robin = robin_model.complete(robin_system, ROBIN_PROMPT.format(question=question, brick=brick),
-                                     max_tokens=self.answer_tokens, temperature=0.5).strip()
+        robin_prompt = ROBIN_PROMPT.format(question=question, brick=brick)
+        robin = robin_model.complete(robin_system, robin_prompt, max_tokens=self.answer_tokens, temperature=0.5).strip()
+        if not builds_on(robin):  # one reminder: the exchange is worthless if ROBIN ignores BRICK
+            robin = robin_model.complete(robin_system, robin_prompt + REMINDER, max_tokens=self.answer_tokens, temperature=0.3).strip()
         verdict = robin_model.complete(robin_system, JUDGE_PROMPT.format(question=question, brick=brick, robin=robin),
                                        max_tokens=80, temperature=0.0, json_schema=JUDGEMENT_SCHEMA)
         judged, reason = parse_judgement(verdict)
@@ -126,7 +136,7 @@ class Contrapunto:
         text = f"Question: {question}\n\nBRICK: {brick}\n\nROBIN: {robin}"
         prepared = memory.prepare(f"contrapunto:{exchange_id}", text, title=question[:120], source="contrapunto", kind="contrapunto")
         record = {
-            "id": exchange_id, "question": question, "brick": brick, "robin": robin, "builds_on": robin.lower().startswith("building on brick"),
+            "id": exchange_id, "question": question, "brick": brick, "robin": robin, "builds_on": builds_on(robin),
             "judged": judged, "judge_reason": reason, "distance": round(distance, 4), "dissonance": score,
             "origin": origin, "pins": pins, "at": time.time(),
         }

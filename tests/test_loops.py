@@ -98,6 +98,18 @@ def test_contrapunto_stores_the_exchange_where_robin_builds_on_brick(image):
         assert hits[0].doc_id == f"contrapunto:{record['id']}"
 
 
+def test_robin_is_reminded_once_to_build_on_brick(image):
+    answers = iter(["Caching is about people.", AGREE[2]])
+
+    def robin(system, prompt):
+        return '{"dissonance": 0.2, "reason": "r"}' if "How far apart" in prompt else next(answers)
+
+    personas = Personas(brick=lambda s, p: AGREE[1], robin=robin)
+    record = make_loops(image, personas).contrapunto.run(AGREE[0])
+    assert record["robin"] == AGREE[2] and record["builds_on"] is True
+    assert "did not build on BRICK" in personas.models["ROBIN"].prompts[1][1]
+
+
 def test_conflicting_views_score_higher_dissonance_than_agreeing_ones(image):
     agree = make_loops(image, dialogue(AGREE[1], AGREE[2], 0.1)).contrapunto.run(AGREE[0])
     conflict = make_loops(image, dialogue(CONFLICT[1], CONFLICT[2], 0.9)).contrapunto.run(CONFLICT[0])
