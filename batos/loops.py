@@ -121,7 +121,7 @@ class Loops:
         return False
 
     def drain(self) -> None:
-        """Run every queued job now (tests and a clean shutdown)."""
+        """Run every queued job now, on the calling thread (tests drive the loops this way)."""
         while not self._jobs.empty():
             self.step()
 

@@ -502,13 +502,14 @@ def _location(record: ModelRecord) -> ModelLocation:
     return ModelLocation(record.name, record.backend, _view("model", record.name, record.version, record.files), record.version)
 
 
-def locate(image: Image, name: str, version: str | None = None) -> ModelLocation:
-    """Where a model's committed blobs lie, to be opened in place; *version* must match when given."""
+def locate(image: Image, name: str) -> ModelLocation:
+    """Where a model's committed blobs lie, to be opened in place."""
     with reading(image.db) as root:
-        return locate_in(root, name, version)
+        return locate_in(root, name)
 
 
 def locate_in(root: Any, name: str, version: str | None = None) -> ModelLocation:
+    """Inside a read: the model's location; *version*, when given (a pin), must still be the current one."""
     record = registry(root).get(name)
     if record is None:
         raise ModelStoreError(f"no model named {name!r} in the image")
