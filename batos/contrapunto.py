@@ -16,7 +16,6 @@ orchestrator's ``dissonance`` signals, which the philosophical loop watches.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any, Callable
@@ -25,6 +24,7 @@ import numpy as np
 from persistent.mapping import PersistentMapping
 
 from . import memory
+from .llm import unit_score
 from .personas import Personas, system_prompt
 from .txn import reading, transact
 
@@ -65,18 +65,6 @@ How far apart are the logical and the relational views? 0 means they agree and r
 
 def builds_on(robin: str) -> bool:
     return robin.lower().lstrip(" *\"'").startswith("building on brick")
-
-
-def parse_judgement(text: str) -> tuple[float | None, str]:
-    """(score, reason) from a JSON verdict; (None, why) when it is unusable."""
-    try:
-        data = json.loads(text[text.index("{"): text.rindex("}") + 1])
-        score = float(data["dissonance"])
-    except (ValueError, KeyError, TypeError) as exc:
-        return None, f"unusable judgement ({type(exc).__name__}): {text[:80]!r}"
-    if not 0.0 <= score <= 1.0:
-        return None, f"judgement {score} outside [0, 1]"
-    return score, str(data.get("reason", ""))[:300]
 
 
 def embedding_distance(a: str, b: str) -> float:
@@ -129,7 +117,7 @@ class Contrapunto:
             robin = robin_model.complete(robin_system, robin_prompt + REMINDER, max_tokens=self.answer_tokens, temperature=0.3).strip()
         verdict = robin_model.complete(robin_system, JUDGE_PROMPT.format(question=question, brick=brick, robin=robin),
                                        max_tokens=80, temperature=0.0, json_schema=JUDGEMENT_SCHEMA)
-        judged, reason = parse_judgement(verdict)
+        judged, reason = unit_score(verdict, "dissonance")
         distance = embedding_distance(brick, robin)
         score = combine(judged, distance)
         exchange_id = uuid.uuid4().hex[:12]

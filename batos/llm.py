@@ -23,6 +23,22 @@ class ModelError(BatosError):
     """A model that cannot be loaded or cannot answer."""
 
 
+def unit_score(text: str, key: str) -> tuple[float | None, str]:
+    """(score, reason) from a JSON answer ``{key: 0..1, "reason": ...}``; (None, why) when it is unusable.
+
+    Grammar-constrained backends always produce the object; others may wrap it
+    in prose, so the outermost braces are taken.
+    """
+    try:
+        data = json.loads(text[text.index("{"): text.rindex("}") + 1])
+        score = float(data[key])
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"unusable answer ({type(exc).__name__}): {text[:80]!r}"
+    if not 0.0 <= score <= 1.0:
+        return None, f"{key} {score} outside [0, 1]"
+    return score, str(data.get("reason", ""))[:300]
+
+
 class TextModel(Protocol):
     name: str
     calls: int

@@ -53,14 +53,10 @@ def _version(files: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-class ModelRecord(Persistent):
-    def __init__(self, name: str, backend: str, source: str, main: str) -> None:
-        self.name = name
-        self.backend = backend  # "llama.cpp" (a GGUF file) or "transformers" (a model directory)
-        self.source = source
-        self.main = main  # the file a backend opens (the GGUF, or config.json for a directory)
-        self.files: PersistentMapping = PersistentMapping()
-        self.created_at = time.time()
+class _Files(Persistent):
+    """A set of files stored as blobs (``self.files``: name -> ModelFile)."""
+
+    files: PersistentMapping
 
     @property
     def size(self) -> int:
@@ -70,12 +66,22 @@ class ModelRecord(Persistent):
     def version(self) -> str:
         return _version(self.files)
 
+
+class ModelRecord(_Files):
+    def __init__(self, name: str, backend: str, source: str, main: str) -> None:
+        self.name = name
+        self.backend = backend  # "llama.cpp" (a GGUF file) or "transformers" (a model directory)
+        self.source = source
+        self.main = main  # the file a backend opens (the GGUF, or config.json for a directory)
+        self.files = PersistentMapping()
+        self.created_at = time.time()
+
     def summary(self, personas: list[str]) -> dict[str, Any]:
         return {"name": self.name, "backend": self.backend, "files": len(self.files), "size": self.size, "version": self.version,
                 "sha256": {n: f.sha256 for n, f in self.files.items()}, "personas": personas, "source": self.source}
 
 
-class AdapterRecord(Persistent):
+class AdapterRecord(_Files):
     """A LoRA adapter (peft layout: adapter_config.json + weights), one blob per file, for one base model."""
 
     def __init__(self, name: str, base: str, source: str, origin: str) -> None:
@@ -83,17 +89,9 @@ class AdapterRecord(Persistent):
         self.base = base
         self.source = source
         self.origin = origin  # "imported" or "trained"
-        self.files: PersistentMapping = PersistentMapping()
+        self.files = PersistentMapping()
         self.metrics: PersistentMapping = PersistentMapping()
         self.created_at = time.time()
-
-    @property
-    def size(self) -> int:
-        return sum(f.size for f in self.files.values())
-
-    @property
-    def version(self) -> str:
-        return _version(self.files)
 
     def summary(self, personas: list[str]) -> dict[str, Any]:
         return {"name": self.name, "base": self.base, "origin": self.origin, "files": sorted(self.files), "size": self.size,

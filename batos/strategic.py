@@ -26,6 +26,7 @@ from typing import Any, Callable
 from persistent.list import PersistentList
 
 from .image import Image
+from .llm import unit_score
 from .models import import_adapter, locate_in
 from .personas import Personas, system_prompt
 from .txn import reading, transact
@@ -56,15 +57,6 @@ class StrategicConfig:
     train_steps: int = 30
     rank: int = 8
     train_timeout: float = 1800.0
-
-
-def parse_score(text: str) -> tuple[float | None, str]:
-    try:
-        data = json.loads(text[text.index("{"): text.rindex("}") + 1])
-        score = float(data["score"])
-    except (ValueError, KeyError, TypeError) as exc:
-        return None, f"unusable verdict ({type(exc).__name__}): {text[:80]!r}"
-    return (score, str(data.get("reason", ""))[:300]) if 0.0 <= score <= 1.0 else (None, f"score {score} outside [0, 1]")
 
 
 class Strategist:
@@ -129,7 +121,7 @@ class Strategist:
         text = self.personas.speaker("ALFRED").complete(
             alfred_system, JUDGE_PROMPT.format(persona=example["persona"], prompt=example["prompt"], completion=example["completion"][:3000]),
             max_tokens=80, temperature=0.0, json_schema=JUDGE_SCHEMA)
-        score, reason = parse_score(text)
+        score, reason = unit_score(text, "score")
         self.log("judged", ref=example["ref"], persona=example["persona"], score=score, reason=reason)
         return {"score": score, "reason": reason, "at": time.time(), "golden": score is not None and score >= self.config.judge_threshold}
 

@@ -123,7 +123,7 @@ def test_an_unusable_judgement_leaves_the_embedding_reading_alone(image, verdict
 
     record = make_loops(image, Personas(brick=lambda s, p: CONFLICT[1], robin=robin)).contrapunto.run(CONFLICT[0])
     assert record["judged"] is None and record["dissonance"] == record["distance"]
-    assert "unusable" in record["judge_reason"] or "outside" in record["judge_reason"]
+    assert "unusable answer" in record["judge_reason"] or "dissonance 7.0 outside [0, 1]" == record["judge_reason"]
 
 
 def test_contemplate_is_a_kernel_message_and_needs_a_question(image):
