@@ -151,6 +151,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     curve = Curve(Path(args.curve_secret), Path(args.curve_allow)) if args.curve_secret else None
     config = KernelConfig(endpoint=args.endpoint, max_message_size=args.max_msg_size, workers=args.workers)
     check_exposure(config.endpoint, curve, args.insecure)
+    loops_config = _loops_config(args)  # refused before anything is opened
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger("batos.kernel")
     from .modelhost import ModelPool
@@ -165,7 +166,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
             model = _personas(image, log, pool)
         metalog = MetaLog(log_path(args.image)) if model is not None else None
         engine = CycleEngine(image.db, model, config=CycleConfig(max_attempts=args.max_attempts), log=metalog) if model else None
-        loops = Loops(image, model, engine, _loops_config(args), metalog) if model else None
+        loops = Loops(image, model, engine, loops_config, metalog) if model else None
         if loops is not None:
             loops.start()
         try:
@@ -186,6 +187,14 @@ def _loops_config(args: argparse.Namespace) -> Any:
     from .motivator import MotivatorConfig
     from .strategic import StrategicConfig
 
+    for name in ("judge_threshold", "dissonance_threshold"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise BatosError(f"--{name.replace('_', '-')} must be between 0 and 1, not {getattr(args, name)}")
+    for name in ("golden_size", "train_steps", "dissonance_window"):
+        if getattr(args, name) < 1:
+            raise BatosError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
+    if args.goals_per_hour < 0 or args.idle_seconds < 0:
+        raise BatosError("--goals-per-hour and --idle-seconds cannot be negative")
     return LoopsConfig(
         motivator=MotivatorConfig(enabled=not args.no_heartbeat, idle_seconds=args.idle_seconds, goals_per_hour=args.goals_per_hour),
         strategic=StrategicConfig(judge_threshold=args.judge_threshold, dataset_size=args.golden_size, train_steps=args.train_steps),

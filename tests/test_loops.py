@@ -511,3 +511,22 @@ def test_codex_cli_lists_reverts_and_refuses_clearly(image_uri):
     for args, message in ((("revert", "brick"), "never been amended"), (("history", "joker"), "unknown persona 'joker'")):
         refused = batos(*args)
         assert refused.returncode == 1 and message in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--judge-threshold", "1.5"], "--judge-threshold must be between 0 and 1, not 1.5"),
+    (["--dissonance-threshold", "-0.1"], "--dissonance-threshold must be between 0 and 1"),
+    (["--golden-size", "0"], "--golden-size must be at least 1, not 0"),
+    (["--dissonance-window", "0"], "--dissonance-window must be at least 1"),
+    (["--goals-per-hour", "-2"], "cannot be negative"),
+])
+def test_kernel_refuses_nonsense_loop_settings_before_opening_anything(tmp_path, option, message):
+    import subprocess
+
+    from .conftest import BIN
+
+    image = tmp_path / "never.fs"
+    result = subprocess.run([str(BIN / "batos"), "kernel", "--image", str(image), "--model", "none", *option],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert not image.exists()
