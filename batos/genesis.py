@@ -20,6 +20,7 @@ from . import __version__
 from .codex import Codex, load_codex
 from .errors import SchemaError
 from .image import META_KEY, Image, metadata
+from .models import PERSONA_ROOTS
 from .txn import reading, transact
 from .uvm import UvmObject
 
@@ -29,7 +30,7 @@ SCHEMA_VERSION = 2
 # that changes the image's shape bumps SCHEMA_VERSION and registers one here.
 Migration = Callable[[Any], None]
 
-PERSONA_NAMES = ("alfred", "brick", "robin", "babs")
+PERSONA_NAMES = tuple(PERSONA_ROOTS.values())
 
 
 def _persona_history(persona: UvmObject) -> None:

@@ -73,6 +73,16 @@ class Loops:
         self._jobs: queue.Queue[Callable[[], Any]] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # the messages the kernel answers with the loops, by (target, selector)
+        self._handlers: dict[tuple[str, str], Callable[[list[Any], str | None, Progress | None], Any]] = {
+            ("genesis", "contemplate"): self._contemplate,
+            ("orchestrator", "goals"): lambda args, intent, progress: list_goals(self.db),
+            ("orchestrator", "proposals"): lambda args, intent, progress: list_proposals(self.db, args[0] if args else "pending"),
+            ("orchestrator", "approve"): lambda args, intent, progress: self._decide(args, True),
+            ("orchestrator", "reject"): lambda args, intent, progress: self._decide(args, False),
+            ("orchestrator", "trainings"): lambda args, intent, progress: self._read(lambda o: [dict(t) for t in o.trainings]),
+            ("orchestrator", "dissonance"): lambda args, intent, progress: self._read(lambda o: [dict(s) for s in o.dissonance][-50:]),
+        }
         if engine is not None:
             engine.finished_hooks.append(lambda cycle_id, outcome: self._jobs.put(lambda: self.after_cycle(cycle_id)))
 
@@ -151,15 +161,7 @@ class Loops:
     # -- messages the kernel answers with the loops --------------------------------------
 
     def handler(self, target: str, selector: str) -> Callable[[list[Any], str | None, Progress | None], Any] | None:
-        return {
-            ("genesis", "contemplate"): self._contemplate,
-            ("orchestrator", "goals"): lambda args, intent, progress: list_goals(self.db),
-            ("orchestrator", "proposals"): lambda args, intent, progress: list_proposals(self.db, args[0] if args else "pending"),
-            ("orchestrator", "approve"): lambda args, intent, progress: self._decide(args, True),
-            ("orchestrator", "reject"): lambda args, intent, progress: self._decide(args, False),
-            ("orchestrator", "trainings"): lambda args, intent, progress: self._read(lambda o: [dict(t) for t in o.trainings]),
-            ("orchestrator", "dissonance"): lambda args, intent, progress: self._read(lambda o: [dict(s) for s in o.dissonance][-50:]),
-        }.get((target, selector))
+        return self._handlers.get((target, selector))
 
     def _read(self, pick: Callable[[Any], Any]) -> Any:
         with reading(self.db) as root:

@@ -213,14 +213,12 @@ def import_model(image: Image, path: Path, name: str, personas: Sequence[str] = 
         with tempfile.TemporaryDirectory(dir=image.db.storage.temporaryDirectory()) as converted:
             convert_gguf(path, Path(converted))
             return _import_files(image, Path(converted), name, personas, progress, "transformers", str(path))
-    return _import_files(image, path, name, personas, progress, found, str(path), files, main)
+    return _import_files(image, path, name, personas, progress, found, str(path), main)
 
 
 def _import_files(image: Image, path: Path, name: str, personas: Sequence[str], progress: Callable[[int], None] | None,
-                  backend: str, source: str, files: list[Path] | None = None, main: str = "config.json") -> dict[str, Any]:
+                  backend: str, source: str, main: str = "config.json") -> dict[str, Any]:
     named = [(path.name, path)] if path.is_file() else _tree(path)
-    if files is not None and path.is_file():
-        main = path.name
 
     def register(root: Any, stored: PersistentMapping) -> dict[str, Any]:
         entries = registry(root)
@@ -516,10 +514,13 @@ def locate_in(root: Any, name: str, version: str | None = None) -> ModelLocation
     return _location(record)
 
 
-def locate_adapter_in(root: Any, name: str) -> dict[str, str]:
+def locate_adapter_in(root: Any, name: str, version: str | None = None) -> dict[str, str]:
+    """Inside a read: the adapter as a host loads it ({"name", "path"}); *version*, when given, must be current."""
     record = adapters(root).get(name)
     if record is None:
         raise ModelStoreError(f"no adapter named {name!r} in the image")
+    if version is not None and record.version != version:
+        raise ModelStoreError(f"adapter {name!r} is now version {record.version}, not the pinned {version}")
     return {"name": f"{name}-{record.version}", "path": str(_view("adapter", name, record.version, record.files))}
 
 

@@ -68,7 +68,8 @@ class SharedPersonas:
             raise ValueError(f"no model for persona(s) {', '.join(missing)}")
 
     def pin(self, root: Any) -> Pins:
-        return {p: {**current_pins(root)[p], "speaker": m.name} for p, m in self.models.items()}
+        pins = current_pins(root)
+        return {p: {**pins[p], "speaker": m.name} for p, m in self.models.items()}
 
     def speaker(self, persona: str, pins: Pins | None = None) -> TextModel:
         return self.models[persona]
@@ -104,11 +105,7 @@ class HostedPersonas:
         try:
             with reading(self.db) as root:
                 location = locate_in(root, pin["model"], pin["version"])
-                adapter = None
-                if pin["adapter"]:
-                    adapter = locate_adapter_in(root, pin["adapter"])
-                    if pin["adapter_version"] and not adapter["name"].endswith(pin["adapter_version"]):
-                        raise ModelStoreError(f"adapter {pin['adapter']!r} changed since it was pinned")
+                adapter = locate_adapter_in(root, pin["adapter"], pin["adapter_version"]) if pin["adapter"] else None
         except ModelStoreError as exc:
             raise ModelError(f"{persona}'s pinned model is not available: {exc}") from exc
         speaker = HostedModel(self.pool, location.name, location.path, location.backend,

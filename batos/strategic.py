@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from persistent.list import PersistentList
 
+from .contrapunto import BRICK_PROMPT, ROBIN_PROMPT
 from .image import Image
 from .llm import unit_score
 from .models import import_adapter, locate_in
@@ -97,8 +98,6 @@ class Strategist:
             record = root["orchestrator"].contrapunti[exchange_id]
             if "judgements" in record:
                 return None
-            from .contrapunto import BRICK_PROMPT, ROBIN_PROMPT
-
             examples = [
                 {"persona": "BRICK", "system": system_prompt(root, "BRICK"), "ref": f"contrapunto:{exchange_id}",
                  "prompt": BRICK_PROMPT.format(question=record["question"]), "completion": record["brick"]},

@@ -196,3 +196,17 @@ def test_adapters_cli_imports_lists_binds_and_reverts(image_uri, tiny_model_dir,
     assert wrong.returncode == 1 and "adapts 'tiny', but ROBIN uses" in wrong.stderr and "Traceback" not in wrong.stderr
     reverted = batos("adapters", "revert", "brick", "--image", image_uri)
     assert reverted.returncode == 0 and "no adapter (the bare base)" in reverted.stdout
+
+
+def test_an_adapter_reimported_under_its_name_breaks_the_old_pin(image, tiny, tiny_adapter_dir, tmp_path, pool):
+    from batos.models import remove_adapter
+
+    import_adapter(image, tiny_adapter_dir, "a1", "tiny", ["BRICK"])
+    personas = HostedPersonas(image.db, pool)
+    with reading(image.db) as root:
+        pins = current_pins(root)
+    bind_adapter(image, "BRICK", None)
+    remove_adapter(image, "a1")
+    import_adapter(image, make_lora(tiny.path, tmp_path / "other", seed=3), "a1", "tiny", ["BRICK"])
+    with pytest.raises(ModelError, match="BRICK's pinned model is not available: adapter 'a1' is now version"):
+        personas.speaker("BRICK", pins)
