@@ -22,6 +22,7 @@ if "%COMMAND%"=="test" .venv\Scripts\python -m pip install --quiet --no-deps tin
 
 if "%COMMAND%"=="test" (
     .venv\Scripts\batos models assemble || exit /b 1
+    .venv\Scripts\lint-imports --no-cache || exit /b 1
     .venv\Scripts\python -m pytest %2 %3 %4 %5 %6 %7 %8 %9
     exit /b %ERRORLEVEL%
 )

@@ -5,8 +5,8 @@
 #                        the background, wait until the kernel answers, open the console; when
 #                        the console exits, offer to stop the system ($BATOS_IMAGE, $BATOS_ENDPOINT)
 #   ./puter.sh setup     set up only (.venv, dependencies, the embedded model)
-#   ./puter.sh test      set up what the tests need, then run the whole test suite
-#                        (extra arguments go to pytest)
+#   ./puter.sh test      set up what the tests need, check the layer contracts (lint-imports),
+#                        then run the whole test suite (extra arguments go to pytest)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +21,8 @@ case "$command" in
         ;;
     test)
         scripts/setup.sh --tests
+        # the layer contracts in pyproject.toml: an upward import fails the run before any test
+        .venv/bin/lint-imports --no-cache
         exec .venv/bin/python -m pytest "$@"
         ;;
     start)

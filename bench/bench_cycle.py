@@ -32,10 +32,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from batos.embedded import EMBEDDED_DEFAULT, assemble  # noqa: E402
-from batos.guardian import Rejected, extract_method  # noqa: E402
-from batos.modelhost import HostedModel, ModelPool  # noqa: E402
-from batos.trial import run_trial  # noqa: E402
+from batos.substrate.embedded import EMBEDDED_DEFAULT, assemble  # noqa: E402
+from batos.cognition.guardian import Rejected, extract_method  # noqa: E402
+from batos.substrate.modelhost import HostedModel, ModelPool  # noqa: E402
+from batos.sandbox.trial import run_trial  # noqa: E402
 from clients.client import KernelClient, make_ping, make_send  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -27,7 +27,7 @@ from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from batos.uvm import UvmObject  # noqa: E402
+from batos.core.uvm import UvmObject  # noqa: E402
 
 
 class Plain:

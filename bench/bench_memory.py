@@ -38,9 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from batos import memory  # noqa: E402
-from batos.genesis import incarnate  # noqa: E402
-from batos.image import open_image  # noqa: E402
-from batos.txn import reading, transact  # noqa: E402
+from batos.schema.genesis import incarnate  # noqa: E402
+from batos.core.image import open_image  # noqa: E402
+from batos.core.txn import reading, transact  # noqa: E402
 
 SKIP = {"test", "tests", "site-packages", "idlelib", "lib2to3", "turtledemo", "__pycache__", "ensurepip", "pydoc_data"}
 

@@ -1,6 +1,6 @@
 """The strategic loop's LoRA training on this machine, against its bare baseline.
 
-Baseline: the peft training loop (:func:`batos.training.train`) called
+Baseline: the peft training loop (:func:`batos.substrate.training.train`) called
 in-process on a plain directory. Product path: :meth:`Strategist.train` — the
 same loop in a child process on the model's blob view, then the adapter
 imported as blobs and bound to the persona in one transaction. Same examples,
@@ -21,14 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from batos.genesis import incarnate  # noqa: E402
-from batos.image import open_image  # noqa: E402
-from batos.modelhost import ModelPool  # noqa: E402
-from batos.models import convert_gguf, import_model  # noqa: E402
-from batos.personas import HostedPersonas  # noqa: E402
-from batos.strategic import StrategicConfig, Strategist  # noqa: E402
-from batos.training import train  # noqa: E402
-from batos.txn import transact  # noqa: E402
+from batos.schema.genesis import incarnate  # noqa: E402
+from batos.core.image import open_image  # noqa: E402
+from batos.substrate.modelhost import ModelPool  # noqa: E402
+from batos.substrate.models import convert_gguf, import_model  # noqa: E402
+from batos.substrate.personas import HostedPersonas  # noqa: E402
+from batos.loops.strategic import StrategicConfig, Strategist  # noqa: E402
+from batos.substrate.training import train  # noqa: E402
+from batos.core.txn import transact  # noqa: E402
 from tests.conftest import tiny_gguf  # noqa: E402
 
 EXAMPLES, STEPS, RANK = 8, 30, 8

@@ -21,10 +21,9 @@ import zmq
 import zmq.auth
 from pydantic import ValidationError
 
-from batos.errors import BatosError
-from batos.wire import FINAL_KINDS, PROTOCOL_VERSION, Inspect, Ping, Send, decode_reply, encode
+from batos.core.errors import BatosError
+from batos.wire.protocol import DEFAULT_ENDPOINT, FINAL_KINDS, PROTOCOL_VERSION, Inspect, Ping, Send, decode_reply, encode
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 
 
 class NoAnswer(BatosError):
@@ -154,3 +153,13 @@ class KernelClient:
             return decode_reply(frame)
         except (ValueError, TypeError, ValidationError) as exc:
             raise BatosError(f"the kernel sent a reply this client cannot read: {exc}") from None
+
+
+def connect(endpoint: str, server_key: str | None = None, client_key: str | None = None, **kw: Any) -> KernelClient:
+    """A client for *endpoint*, with CURVE when both key files are given (one alone is refused)."""
+    curve = None
+    if server_key or client_key:
+        if not (server_key and client_key):
+            raise BatosError("--curve-server-key and --curve-client-key go together")
+        curve = CurveKeys(Path(server_key), Path(client_key))
+    return KernelClient(endpoint, curve=curve, **kw)

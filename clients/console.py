@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from batos.errors import BatosError
-from clients.client import KernelClient, NoAnswer, make_inspect, make_ping, make_send, parse_word
+from batos.core.errors import BatosError
+from clients.client import KernelClient, NoAnswer, connect, make_inspect, make_ping, make_send, parse_word
 from clients.translate import MissionBrief, RuleTranslator, Translator
 
 TARGET = r"(?:[A-Za-z_]\w*|0x[0-9A-Fa-f]+)"
@@ -316,7 +316,7 @@ class Heartbeat(threading.Thread):
 
 
 def _model_translator() -> Translator:
-    from batos.embedded import assemble
+    from batos.substrate.embedded import assemble
     from clients.translate import ModelTranslator
 
     try:
@@ -327,13 +327,11 @@ def _model_translator() -> Translator:
 
 
 def run_console(args: argparse.Namespace) -> int:
-    from batos.cli import _client
-
     translator: Callable[[], Translator] = RuleTranslator if args.no_model else _model_translator
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     # One identity for the whole session: reconnects keep it, so the kernel's
     # ROUTER hands the route over and its ledger recognises resent requests.
-    client = _client(args, identity=f"batos-console-{socket.gethostname()}-{os.getpid()}".encode())
+    client = connect(args.endpoint, args.curve_server_key, args.curve_client_key, identity=f"batos-console-{socket.gethostname()}-{os.getpid()}".encode())
     with client:
         console = Console(client, sys.stdout, timeout=args.timeout, translator=translator, confirm=_ask if interactive else None)
         try:

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pytest
 
-from batos.genesis import incarnate
-from batos.image import Image, open_image
+from batos.schema.genesis import incarnate
+from batos.core.image import Image, open_image
 
 BIN = Path(sys.executable).parent
 
@@ -124,7 +124,7 @@ def tiny_gguf() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny llama converted once to a transformers directory."""
-    from batos.models import convert_gguf
+    from batos.substrate.models import convert_gguf
 
     out = tmp_path_factory.mktemp("tiny-hf")
     convert_gguf(tiny_gguf(), out)

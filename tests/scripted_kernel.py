@@ -15,16 +15,15 @@ from pathlib import Path
 
 import json
 
-from batos.amendments import AmendmentConfig
-from batos.cycle import CycleEngine
-from batos.genesis import incarnate
-from batos.image import open_image
-from batos.kernel import Kernel, KernelConfig
-from batos.llm import ScriptedModel
-from batos.loops import Loops, LoopsConfig
-from batos.metalog import MetaLog
-from batos.motivator import MotivatorConfig
-from batos.server import run_kernel
+from batos.kernel.compose import Assembly, assembled
+from batos.kernel.core import KernelConfig
+from batos.kernel.server import run_kernel
+from batos.loops.amendments import AmendmentConfig
+from batos.loops.motivator import MotivatorConfig
+from batos.loops.service import LoopsConfig
+from batos.core.image import open_image
+from batos.schema.genesis import incarnate
+from batos.testing import ScriptedModel, SharedPersonas
 
 AMENDMENT = {"persona": "ROBIN", "field": "method", "new_text": "Name the person affected before weighing any logic.",
              "rationale": "The last exchange conflicted because nobody named who bears the cost."}
@@ -45,24 +44,14 @@ def by_rule(system: str, prompt: str) -> str:
 
 def main(uri: str, endpoint: str, script: str, mode: str = "") -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    config = KernelConfig(endpoint=endpoint)
+    loops = LoopsConfig(motivator=MotivatorConfig(enabled=False), amendments=AmendmentConfig(threshold=0.5, window=1),
+                        poll_seconds=0.1) if mode == "loops" else None
+    assembly = Assembly(kernel=KernelConfig(endpoint=endpoint), loops=loops, metalog=Path(script).with_name("metacognition.jsonl"))
+    model = ScriptedModel(by_rule) if mode == "loops" else ScriptedModel.from_file(Path(script))
     with open_image(uri, create=True) as image:
         incarnate(image)
-        log = MetaLog(Path(script).with_name("metacognition.jsonl"))
-        model = ScriptedModel(by_rule) if mode == "loops" else ScriptedModel.from_file(Path(script))
-        engine = CycleEngine(image.db, model, log=log)
-        loops = None
-        if mode == "loops":
-            loops = Loops(image, engine.personas, engine, LoopsConfig(motivator=MotivatorConfig(enabled=False),
-                                                                      amendments=AmendmentConfig(threshold=0.5, window=1),
-                                                                      poll_seconds=0.1), log)
-            loops.start()
-        try:
-            run_kernel(Kernel(image, config, engine, loops=loops), config)
-        finally:
-            if loops is not None:
-                loops.close()
-            log.close()
+        with assembled(image, SharedPersonas(model), assembly) as kernel:
+            run_kernel(kernel, assembly.kernel)
     return 0
 
 

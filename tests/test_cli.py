@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batos.genesis import SCHEMA_VERSION
+from batos.schema.genesis import SCHEMA_VERSION
 
 from .conftest import BIN, file_uri, zeo_uri
 
@@ -107,7 +107,7 @@ def test_locked_image_gives_a_clear_error(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys
-            from batos.image import open_image
+            from batos.core.image import open_image
             img = open_image({uri!r})
             print("ready", flush=True)
             sys.stdin.read()

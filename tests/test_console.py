@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from batos.embedded import assemble
+from batos.substrate.embedded import assemble
 from clients.client import KernelClient
 from clients.console import Console, ConsoleError, DirectSend, Meta, NaturalLanguage, parse_line
 from clients.translate import ModelTranslator, RuleTranslator

@@ -6,13 +6,13 @@ import threading
 
 import pytest
 
-from batos.cycle import CycleConfig, CycleEngine
-from batos.kernel import Kernel
-from batos.llm import ScriptedModel
-from batos.metalog import MetaLog, read_events
-from batos.trial import Limits
-from batos.txn import reading, transact
-from batos.wire import PROTOCOL_VERSION, Error, Result, Send
+from batos.cognition.cycle import CycleConfig, CycleEngine
+from batos.kernel.core import Kernel
+from batos.testing import ScriptedModel, SharedPersonas
+from batos.core.metalog import MetaLog, read_events
+from batos.sandbox.trial import Limits
+from batos.core.txn import reading, transact
+from batos.wire.protocol import PROTOCOL_VERSION, Error, Result, Send
 
 PLAN = '{"queries": ["factorial", "multiply numbers"]}'
 GOOD = "Here you go:\n```python\nimport math\n\ndef factorial(self, n):\n    return math.factorial(n)\n```\n"
@@ -29,7 +29,7 @@ def make_kernel(image, script, tmp_path=None, **config):
     model = ScriptedModel(script)
     log = MetaLog(tmp_path / "metacognition.jsonl") if tmp_path else None
     limits = Limits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)
-    engine = CycleEngine(image.db, model, config=CycleConfig(limits=limits, **config), log=log)
+    engine = CycleEngine(image.db, SharedPersonas(model), config=CycleConfig(limits=limits, **config), log=log)
     return Kernel(image, engine=engine), model, log
 
 
@@ -168,7 +168,7 @@ def test_an_interrupted_cycle_resumes_from_its_last_state(image):
     assert state == "SYNTHESIZING"
     # A new kernel on the same image: the cycle is picked up where it stopped.
     model = ScriptedModel([GOOD])
-    engine = CycleEngine(image.db, model)
+    engine = CycleEngine(image.db, SharedPersonas(model))
     assert engine.resume_pending() == [cycle_id]
     assert cycles(image)[cycle_id][0] == "COMPLETE"
     assert model.calls == 1  # no re-planning: DECOMPOSING was already committed
@@ -177,10 +177,10 @@ def test_an_interrupted_cycle_resumes_from_its_last_state(image):
 
 def test_a_cycle_interrupted_too_often_is_failed(image):
     kernel, _, _ = make_kernel(image, [PLAN])
-    engine = CycleEngine(image.db, ScriptedModel([]), config=CycleConfig(max_restarts=0))
+    engine = CycleEngine(image.db, SharedPersonas(ScriptedModel([])), config=CycleConfig(max_restarts=0))
 
     def stall(root):
-        from batos.cycle import open_cycle
+        from batos.cognition.cycle import open_cycle
 
         open_cycle(root, root["genesis"], "factorial", [5], {}, INTENT)
 

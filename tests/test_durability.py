@@ -11,18 +11,18 @@ import time
 
 import pytest
 
-from batos.check import check_image
-from batos.genesis import incarnate
-from batos.image import open_image
-from batos.txn import reading, transact
-from batos.uvm import UvmObject
+from batos.core.check import check_image
+from batos.schema.genesis import incarnate
+from batos.core.image import open_image
+from batos.core.txn import reading, transact
+from batos.core.uvm import UvmObject
 
 WRITER = textwrap.dedent(
     """
     import sys
-    from batos.image import open_image
-    from batos.txn import transact
-    from batos.uvm import UvmObject
+    from batos.core.image import open_image
+    from batos.core.txn import transact
+    from batos.core.uvm import UvmObject
 
     img = open_image(sys.argv[1])
     i = 0

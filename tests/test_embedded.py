@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from batos.embedded import EMBEDDED_DEFAULT, PartedModel, assemble
-from batos.errors import ModelAssemblyError
+from batos.substrate.embedded import EMBEDDED_DEFAULT, PartedModel, assemble
+from batos.core.errors import ModelAssemblyError
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batos.genesis import incarnate
-from batos.image import open_image
+from batos.schema.genesis import incarnate
+from batos.core.image import open_image
 from clients.client import KernelClient, make_ping
 
 from .conftest import file_uri

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from batos import genesis
-from batos.codex import CodexError, load_codex, seeds_dir
-from batos.errors import SchemaError
-from batos.genesis import PRIMORDIAL, incarnate, migrate, schema_version
-from batos.image import META_KEY, open_image, root_names
-from batos.txn import reading, transact
+from batos.schema import genesis
+from batos.schema.codex import CodexError, load_codex, seeds_dir
+from batos.core.errors import SchemaError
+from batos.schema.genesis import PRIMORDIAL, incarnate, migrate, schema_version
+from batos.core.image import META_KEY, open_image, root_names
+from batos.core.txn import reading, transact
 
 from .conftest import file_uri
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from batos.guardian import audit
+from batos.cognition.guardian import audit
 
 from .conftest import BIN
 

@@ -10,11 +10,11 @@ import pytest
 from ZODB.Connection import TransactionMetaData
 from ZODB.utils import z64
 
-from batos.check import check_image
-from batos.errors import ImageError, InvalidName
-from batos.image import normalize_uri, open_image, root_names, root_object
-from batos.txn import reading, transact
-from batos.uvm import UvmObject
+from batos.core.check import check_image
+from batos.core.errors import ImageError, InvalidName
+from batos.core.image import normalize_uri, open_image, root_names, root_object
+from batos.core.txn import reading, transact
+from batos.core.uvm import UvmObject
 
 from .conftest import file_uri
 
@@ -67,7 +67,7 @@ def test_locked_image_names_the_holder(image_uri, tmp_path):
             textwrap.dedent(
                 f"""
                 import sys, time
-                from batos.image import open_image
+                from batos.core.image import open_image
                 img = open_image({image_uri!r})
                 print("ready", flush=True)
                 sys.stdin.read()

@@ -8,9 +8,9 @@ import pytest
 from BTrees.OOBTree import OOBTree
 from persistent.list import PersistentList
 
-from batos.kernel import Kernel, KernelConfig, RequestLedger
-from batos.txn import transact
-from batos.wire import PROTOCOL_VERSION, Error, Inspect, Result, Send, View
+from batos.kernel.core import Kernel, KernelConfig, RequestLedger
+from batos.core.txn import transact
+from batos.wire.protocol import PROTOCOL_VERSION, Error, Inspect, Result, Send, View
 
 COUNTER = """\
 def bump(self, by=1):

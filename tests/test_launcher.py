@@ -6,8 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from batos.image import open_image
-from batos.txn import reading, transact
+from batos.core.image import open_image
+from batos.core.txn import reading, transact
 
 from .conftest import free_port
 from .test_genesis import make_v1

@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from batos.image import open_image
-from batos.txn import reading
+from batos.core.image import open_image
+from batos.core.txn import reading
 from clients.client import KernelClient, NoAnswer, make_ping, make_send
 
 from .conftest import BIN, free_port

@@ -10,19 +10,18 @@ import time
 import pytest
 
 from batos import memory
-from batos.amendments import AmendmentConfig, AmendmentError, codex_history, decide, list_proposals, revert_codex
-from batos.contrapunto import embedding_distance
-from batos.cycle import CycleConfig, CycleEngine
-from batos.kernel import Kernel
-from batos.llm import ScriptedModel
-from batos.loops import Loops, LoopsConfig
-from batos.models import import_model, list_adapters, revert_adapter
-from batos.motivator import MotivatorConfig, list_goals
-from batos.personas import SharedPersonas
-from batos.strategic import StrategicConfig
-from batos.trial import Limits
-from batos.txn import reading, transact
-from batos.wire import PROTOCOL_VERSION, Error, Result, Send
+from batos.loops.amendments import AmendmentConfig, AmendmentError, codex_history, decide, list_proposals, revert_codex
+from batos.loops.contrapunto import embedding_distance
+from batos.cognition.cycle import CycleConfig, CycleEngine
+from batos.kernel.core import Kernel
+from batos.testing import ScriptedModel, SharedPersonas, drain
+from batos.loops.service import Loops, LoopsConfig
+from batos.substrate.models import import_model, list_adapters, revert_adapter
+from batos.loops.motivator import MotivatorConfig, list_goals
+from batos.loops.strategic import StrategicConfig
+from batos.sandbox.trial import Limits
+from batos.core.txn import reading, transact
+from batos.wire.protocol import PROTOCOL_VERSION, Error, Result, Send
 
 from .test_cycle import GOOD, INTENT, PLAN, WRONG
 
@@ -181,7 +180,7 @@ def test_a_new_method_becomes_a_goal_pursued_through_a_normal_cycle(image):
     assert "triple_factorial: COMPLETE" in goal["result"]
     with reading(image.db) as root:
         assert root["genesis"].triple_factorial() == 18
-    loops.drain()  # ALFRED judges the goal's cycle first (queued when it finished)
+    drain(loops)  # ALFRED judges the goal's cycle first (queued when it finished)
     assert loops.step() is True  # the new skill is proposed as a goal in turn, but BRICK's script has run out...
     assert [g["status"] for g in list_goals(image.db)][-1] == "failed"  # ...so it fails, recorded, not fatal
 
@@ -246,12 +245,12 @@ def test_alfred_scores_decide_what_enters_the_golden_dataset(image):
     loops = make_loops(image, personas, engine)  # listens to the engine from now on
     kernel = Kernel(image, engine=engine, loops=loops)
     assert send(kernel, "genesis", "factorial", 5, intent=INTENT).value == 120
-    loops.drain()
+    drain(loops)
     with reading(image.db) as root:
         [golden] = root["orchestrator"].golden["BRICK"]
         assert golden["score"] == 0.9 and "math.factorial" in golden["completion"] and golden["ref"].startswith("cycle:")
     assert "```python" in personas.models["ALFRED"].prompts[0][1]  # ALFRED judged the installed source
-    loops.drain()
+    drain(loops)
     assert loops.strategist.judge_cycle(golden["ref"].split(":")[1]) is None  # judged once only
 
 
@@ -275,8 +274,8 @@ def test_real_lora_training_on_the_tiny_model_swaps_in_one_transaction_and_rever
     import_model(image, tiny_model_dir, "tiny", ["BRICK"])
     loops = make_loops(image, Personas(), strategic=StrategicConfig(dataset_size=3, train_steps=6, rank=4))
     # the strategist pins through the product's personas (bindings from the image), as the kernel does
-    from batos.modelhost import ModelPool
-    from batos.personas import HostedPersonas
+    from batos.substrate.modelhost import ModelPool
+    from batos.substrate.personas import HostedPersonas
 
     pool = ModelPool()
     loops.strategist.personas = HostedPersonas(image.db, pool)
@@ -308,8 +307,8 @@ def test_a_failed_training_swaps_nothing(image, tmp_path):
     (broken / "config.json").write_text('{"model_type": "llama"}')
     import_model(image, broken, "broken", ["BRICK"])
     loops = make_loops(image, Personas(), strategic=StrategicConfig(dataset_size=2, train_steps=2))
-    from batos.modelhost import ModelPool
-    from batos.personas import HostedPersonas
+    from batos.substrate.modelhost import ModelPool
+    from batos.substrate.personas import HostedPersonas
 
     loops.strategist.personas = HostedPersonas(image.db, ModelPool())
     golden_examples(image, "BRICK", 2)
@@ -486,7 +485,7 @@ def test_console_contemplates_sees_the_proposal_and_approves_it(image_uri, tmp_p
 def test_codex_cli_lists_reverts_and_refuses_clearly(image_uri):
     import subprocess
 
-    from batos.image import open_image
+    from batos.core.image import open_image
 
     from .conftest import BIN
 

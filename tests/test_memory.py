@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from batos import memory
-from batos.cycle import CycleEngine
-from batos.kernel import Kernel
-from batos.llm import ScriptedModel
-from batos.txn import reading, transact
-from batos.wire import Send
+from batos.cognition.cycle import CycleEngine
+from batos.kernel.core import Kernel
+from batos.testing import ScriptedModel, SharedPersonas
+from batos.core.txn import reading, transact
+from batos.wire.protocol import Send
 
 from .conftest import BIN
 
@@ -160,7 +160,7 @@ def test_jsonl_lines_are_documents_and_bad_lines_are_reported(tmp_path):
 
 def test_learned_skills_are_memories(image):
     code = "```python\ndef double(self, x):\n    return 2 * x\n```"
-    engine = CycleEngine(image.db, ScriptedModel(['{"queries": ["double"]}', code]))
+    engine = CycleEngine(image.db, SharedPersonas(ScriptedModel(['{"queries": ["double"]}', code])))
     kernel = Kernel(image, engine=engine)
     reply = kernel.send(Send(v=1, id="1", kind="send", target="genesis", selector="double", args=[3], intent="multiply a number by two"))
     assert reply.value == 6

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
-from batos.cycle import CycleEngine
-from batos.image import open_image
-from batos.kernel import Kernel
-from batos.llm import ScriptedModel
-from batos.txn import reading, transact
-from batos.wire import Send
+from batos.cognition.cycle import CycleEngine
+from batos.core.image import open_image
+from batos.kernel.core import Kernel
+from batos.testing import ScriptedModel, SharedPersonas
+from batos.core.txn import reading, transact
+from batos.wire.protocol import Send
 
 from .conftest import BIN
 from .kernelproc import KernelProcess
@@ -20,7 +20,7 @@ def batos(*args):
 
 
 def learn_and_edit(image):
-    engine = CycleEngine(image.db, ScriptedModel(['{"queries": ["x"]}', "```python\ndef double(self, x):\n    return 2 * x\n```"]))
+    engine = CycleEngine(image.db, SharedPersonas(ScriptedModel(['{"queries": ["x"]}', "```python\ndef double(self, x):\n    return 2 * x\n```"])))
     reply = Kernel(image, engine=engine).send(Send(v=1, id="1", kind="send", target="genesis", selector="double", args=[2], intent="double it"))
     assert reply.value == 4
     transact(image.db, lambda root: root["genesis"].define_method("double", "def double(self, x):\n    return x + x + 1\n"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from batos.embedded import assemble
-from batos.llm import ModelError
-from batos.modelhost import HostedModel, ModelPool
+from batos.substrate.embedded import assemble
+from batos.substrate.llm import ModelError
+from batos.substrate.modelhost import HostedModel, ModelPool
 
 
 @pytest.fixture(scope="module")

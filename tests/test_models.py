@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from batos.models import EMBEDDED_NAME, ModelStoreError, ensure_embedded, import_model, list_models, locate, remove_model
-from batos.txn import reading
+from batos.substrate.models import EMBEDDED_NAME, ModelStoreError, ensure_embedded, import_model, list_models, locate, remove_model
+from batos.core.txn import reading
 
 from .conftest import BIN
 

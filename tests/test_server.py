@@ -12,9 +12,9 @@ import ormsgpack
 import pytest
 import zmq
 
-from batos.check import check_image
-from batos.image import open_image
-from batos.txn import reading
+from batos.core.check import check_image
+from batos.core.image import open_image
+from batos.core.txn import reading
 from clients.client import CurveKeys, KernelClient, NoAnswer, make_inspect, make_ping, make_send
 
 from .conftest import BIN, free_port

@@ -8,10 +8,10 @@ import pickle
 import pytest
 import transaction
 
-from batos.errors import InvalidName, MessageNotUnderstood, MethodSourceError, NoSuchVersion
-from batos.image import open_image
-from batos.txn import reading, transact
-from batos.uvm import UvmObject, compile_method
+from batos.core.errors import InvalidName, MessageNotUnderstood, MethodSourceError, NoSuchVersion
+from batos.core.image import open_image
+from batos.core.txn import reading, transact
+from batos.core.uvm import UvmObject, compile_method
 
 
 @pytest.fixture

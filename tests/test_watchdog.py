@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from clients.client import KernelClient, make_ping, make_send
-from watchdog.config import WatchdogConfig
-from watchdog.policy import RestartPolicy
-from watchdog.supervisor import read_events
-from watchdog.upgrade import Rejected, validate
+from batos_watchdog.config import WatchdogConfig
+from batos_watchdog.policy import RestartPolicy
+from batos_watchdog.supervisor import read_events
+from batos_watchdog.upgrade import Rejected, validate
 
 from .conftest import BIN, free_port
 

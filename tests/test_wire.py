@@ -5,7 +5,7 @@ from __future__ import annotations
 import ormsgpack
 import pytest
 
-from batos.wire import Error, Pong, Result, WireError, decode_reply, decode_request, encode
+from batos.wire.protocol import Error, Pong, Result, WireError, decode_reply, decode_request, encode
 
 GOOD = {"v": 1, "id": "r1", "kind": "send", "target": "genesis", "selector": "about"}
 

@@ -6,18 +6,18 @@ import subprocess
 import sys
 import textwrap
 
-from batos.genesis import incarnate
-from batos.image import open_image
-from batos.txn import reading, transact
-from batos.uvm import UvmObject
+from batos.schema.genesis import incarnate
+from batos.core.image import open_image
+from batos.core.txn import reading, transact
+from batos.core.uvm import UvmObject
 
 from .conftest import run_python, zeo_uri
 
 INCREMENTER = textwrap.dedent(
     """
     import sys
-    from batos.image import open_image
-    from batos.txn import transact
+    from batos.core.image import open_image
+    from batos.core.txn import transact
 
     img = open_image(sys.argv[1])
     retries = []
@@ -39,8 +39,8 @@ def test_two_processes_see_each_others_commits(zeo_server, tmp_path):
         textwrap.dedent(
             """
             import sys
-            from batos.image import open_image
-            from batos.txn import transact
+            from batos.core.image import open_image
+            from batos.core.txn import transact
             with open_image(sys.argv[1]) as img:
                 def work(root):
                     root["genesis"].note = "written by process A"
@@ -55,8 +55,8 @@ def test_two_processes_see_each_others_commits(zeo_server, tmp_path):
         textwrap.dedent(
             """
             import sys
-            from batos.image import open_image
-            from batos.txn import reading
+            from batos.core.image import open_image
+            from batos.core.txn import reading
             with open_image(sys.argv[1]) as img, reading(img.db) as root:
                 print(root["genesis"].shout())
             """

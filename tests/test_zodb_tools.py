@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 
-from batos.check import check_image
-from batos.genesis import incarnate
-from batos.image import open_image
-from batos.txn import reading, transact
+from batos.core.check import check_image
+from batos.schema.genesis import incarnate
+from batos.core.image import open_image
+from batos.core.txn import reading, transact
 
 from .conftest import BIN, file_uri
 
@@ -21,8 +21,8 @@ def test_fsdump_fsrefs_and_zodbconvert_read_the_image(tmp_path):
 
     dump = subprocess.run([str(BIN / "fsdump"), str(source)], capture_output=True, text=True, check=True)
     assert "description=b'genesis'" in dump.stdout
-    assert "class=batos.uvm.UvmObject" in dump.stdout
-    assert "class=batos.uvm.MethodRecord" in dump.stdout
+    assert "class=batos.core.uvm.UvmObject" in dump.stdout
+    assert "class=batos.core.uvm.MethodRecord" in dump.stdout
 
     refs = subprocess.run([str(BIN / "fsrefs"), str(source)], capture_output=True, text=True)
     assert refs.returncode == 0 and refs.stdout.strip() == "", refs.stdout

@@ -21,8 +21,8 @@ from typing import Any
 
 import zc.lockfile
 
-from batos.errors import BatosError
-from batos.image import file_path, normalize_uri
+from batos.core.errors import BatosError
+from batos.core.image import file_path, normalize_uri
 from clients.client import KernelClient, NoAnswer, make_ping
 
 from .config import WatchdogConfig

@@ -1,0 +1,47 @@
+"""The narrow model interface the cycle uses: a prompt in, text out.
+
+:class:`batos.substrate.modelhost.HostedModel` is the product's backend: a GGUF served
+by llama-cpp-python (JSON answers grammar-constrained to a schema) or a
+Hugging Face model served by transformers (NF4 on CUDA, peft adapters), each
+in its own host process. Test doubles (a scripted model) live in
+:mod:`batos.testing`, never in the product.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Protocol
+
+from batos.core.errors import BatosError
+
+
+class ModelError(BatosError):
+    """A model that cannot be loaded or cannot answer."""
+
+
+def unit_score(text: str, key: str) -> tuple[float | None, str]:
+    """(score, reason) from a JSON answer ``{key: 0..1, "reason": ...}``; (None, why) when it is unusable.
+
+    Grammar-constrained backends always produce the object; others may wrap it
+    in prose, so the outermost braces are taken.
+    """
+    try:
+        data = json.loads(text[text.index("{"): text.rindex("}") + 1])
+        score = float(data[key])
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"unusable answer ({type(exc).__name__}): {text[:80]!r}"
+    if not 0.0 <= score <= 1.0:
+        return None, f"{key} {score} outside [0, 1]"
+    return score, str(data.get("reason", ""))[:300]
+
+
+class TextModel(Protocol):
+    name: str
+    calls: int
+
+    def complete(
+        self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
+        stop: list[str] | None = None, on_token: Callable[[str], None] | None = None,
+    ) -> str:
+        """The answer, cut before the first of *stop*; pieces stream to *on_token* as they are generated."""
+        ...
