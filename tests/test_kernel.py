@@ -230,3 +230,45 @@ def test_endless_conflicts_give_up_after_the_bound(kernel, image):
     assert isinstance(reply, Error) and reply.code == "conflict"
     assert len(calls) == KernelConfig().conflict_attempts
     assert tid(kernel) == before
+
+
+class _BrokenServices:
+    """Loops whose handler has a bug: the kernel must still answer, with ``internal``."""
+
+    def __init__(self) -> None:
+        self.touched = 0
+
+    def handler(self, receiver, selector):
+        if (receiver, selector) == ("genesis", "contemplate"):
+            return lambda args, intent, progress: {}["missing"]
+        return None
+
+    def summary(self):
+        return {}
+
+    def served(self, in_flight):
+        self.in_flight = in_flight
+
+    def touch(self):
+        self.touched += 1
+
+
+def test_a_kernel_bug_is_an_internal_error_reply_not_a_silence(image):
+    services = _BrokenServices()
+    kernel = Kernel(image, KernelConfig(), loops=services)
+    reply = send(kernel, "genesis", "contemplate")
+    assert isinstance(reply, Error)
+    assert reply.code == "internal"
+    assert reply.message == "internal error: KeyError: 'missing'"
+    assert kernel.in_flight == 0 and kernel.handled == 1 and services.touched == 1
+
+
+def test_loop_messages_resolve_their_receiver_first(image):
+    """An unknown target is unknown_target even for a loop selector; an OID reaches the same handler."""
+    services = _BrokenServices()
+    kernel = Kernel(image, KernelConfig(), loops=services)
+    missing = send(kernel, "nobody", "contemplate")
+    assert isinstance(missing, Error) and missing.code == "unknown_target"
+    genesis_oid = inspect(kernel, "object", "genesis").view["$ref"]
+    by_oid = send(kernel, genesis_oid, "contemplate")
+    assert isinstance(by_oid, Error) and by_oid.code == "internal"

@@ -238,3 +238,41 @@ def test_missing_or_public_only_key_files_are_clear_errors(image_uri, tmp_path):
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     client = batos("ping", "--endpoint", "tcp://127.0.0.1:1", "--curve-server-key", str(tmp_path / "absent"), "--curve-client-key", str(tmp_path / "absent"))
     assert client.returncode == 1 and "cannot load CURVE keys" in client.stderr and "Traceback" not in client.stderr
+
+
+def test_a_bug_in_inspect_is_answered_internal_and_closes_the_ledger_entry(image):
+    """Regression: a stray exception used to leave no reply and a RUNNING ledger entry,
+    so every retry of the client was silently dropped."""
+    import asyncio
+
+    from batos.kernel.core import Kernel, KernelConfig
+    from batos.kernel.server import KernelServer
+
+    class BrokenInspect(Kernel):
+        def inspect(self, request):
+            raise RuntimeError("inspect bug")
+
+    config = KernelConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", workers=1)
+    server = KernelServer(BrokenInspect(image, config), config)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(server.serve(stop)), daemon=True)
+    thread.start()
+    try:
+        ctx = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(config.endpoint)
+        frame = ormsgpack.packb({"v": 1, "id": "same", "kind": "inspect", "what": "roots"})
+        replies = []
+        for _ in range(2):  # the first request, then the client's retry
+            dealer.send(frame)
+            assert dealer.poll(10_000), "no reply"
+            replies.append(ormsgpack.unpackb(dealer.recv()))
+        dealer.close()
+        ctx.term()
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+    assert replies == [{"v": 1, "id": "same", "kind": "error", "code": "internal",
+                        "message": "internal error: RuntimeError: inspect bug", "exc_type": None}] * 2

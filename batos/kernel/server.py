@@ -22,7 +22,7 @@ import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from batos.core.errors import BatosError
+from batos.core.errors import BatosError, ErrorCode
 from batos.kernel.core import Kernel, KernelConfig, RequestLedger
 from batos.wire.protocol import Ack, Error, Inspect, Ping, Pong, Progress, Send, WireError, decode_request, encode
 
@@ -154,7 +154,7 @@ class KernelServer:
             return
         envelope, payload = frames[:-1], frames[-1]
         if len(envelope) > 2 or (len(envelope) == 2 and envelope[1] != b""):
-            self._reply(sock, envelope[:1], Error(id=None, code="bad_frames", message="a request is one frame (DEALER) or an empty delimiter and one frame (REQ)"))
+            self._reply(sock, envelope[:1], Error(id=None, code=ErrorCode.BAD_FRAMES, message="a request is one frame (DEALER) or an empty delimiter and one frame (REQ)"))
             return
         try:
             request = decode_request(payload)
@@ -163,7 +163,11 @@ class KernelServer:
             self._reply(sock, envelope, exc.reply)
             return
         if isinstance(request, Ping):
-            self._reply(sock, envelope, Pong(id=request.id, status=self.kernel.status()))
+            try:
+                self._reply(sock, envelope, Pong(id=request.id, status=self.kernel.status()))
+            except Exception as exc:  # noqa: BLE001 - a broken status still answers the ping
+                log.exception("status failed")
+                self._reply(sock, envelope, Error(id=request.id, code=ErrorCode.INTERNAL, message=f"status failed: {type(exc).__name__}: {exc}"))
             return
         seen = self.ledger.begin(envelope[0], request.id)
         if seen is RequestLedger.RUNNING:
@@ -176,18 +180,24 @@ class KernelServer:
         task.add_done_callback(self.tasks.discard)
 
     async def _run(self, sock: zmq.asyncio.Socket, envelope: list[bytes], request: Send | Inspect) -> None:
+        """One request to its final reply, which always comes and always closes its ledger entry:
+        a request left RUNNING would swallow every retry of its client."""
         loop = asyncio.get_running_loop()
         final: Any
-        if isinstance(request, Send):
-            self._reply(sock, envelope, Ack(id=request.id))
+        try:
+            if isinstance(request, Send):
+                self._reply(sock, envelope, Ack(id=request.id))
 
-            def progress(state: str, detail: str = "") -> None:
-                reply = Progress(id=request.id, state=state, detail=detail)
-                loop.call_soon_threadsafe(self._reply, sock, envelope, reply)
+                def progress(state: str, detail: str = "") -> None:
+                    reply = Progress(id=request.id, state=state, detail=detail)
+                    loop.call_soon_threadsafe(self._reply, sock, envelope, reply)
 
-            final = await loop.run_in_executor(self.executor, self.kernel.send, request, progress)
-        else:
-            final = await loop.run_in_executor(self.executor, self.kernel.inspect, request)
+                final = await loop.run_in_executor(self.executor, self.kernel.send, request, progress)
+            else:
+                final = await loop.run_in_executor(self.executor, self.kernel.inspect, request)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.exception("internal error serving request %s", request.id)
+            final = Error(id=request.id, code=ErrorCode.INTERNAL, message=f"internal error: {type(exc).__name__}: {exc}")
         self.ledger.finish(envelope[0], request.id, final)
         self._reply(sock, envelope, final)
 

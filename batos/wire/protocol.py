@@ -16,7 +16,7 @@ import os
 from typing import Annotated, Any, Literal, Union
 
 import ormsgpack
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from batos.core.errors import CodedError, ErrorCode
 
@@ -115,6 +115,11 @@ class Error(_Reply):
     message: str
     exc_type: str | None = None
 
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code_value(cls, code: object) -> object:
+        return code.value if isinstance(code, ErrorCode) else code
+
 
 Reply = Annotated[Union[Ack, Progress, Result, Pong, View, Error], Field(discriminator="kind")]
 _reply_adapter: TypeAdapter[Ack | Progress | Result | Pong | View | Error] = TypeAdapter(Reply)
@@ -126,7 +131,7 @@ class WireError(CodedError):
 
     def __init__(self, code: ErrorCode, message: str, request_id: str | None = None) -> None:
         super().__init__(code, message)
-        self.reply = Error(id=request_id, code=code.value, message=message)
+        self.reply = Error(id=request_id, code=code, message=message)
 
 
 def _salvage_id(data: object) -> str | None:
