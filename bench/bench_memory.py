@@ -38,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from batos import memory  # noqa: E402
+from batos.memory.text import sentences  # noqa: E402
 from batos.schema.genesis import incarnate  # noqa: E402
 from batos.core.image import open_image  # noqa: E402
 from batos.core.txn import reading, transact  # noqa: E402
@@ -152,7 +153,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     rng = random.Random(7)
-    vocabulary = sorted({w for _, _, text, _ in stdlib_documents() for w in memory.sentences(text)[0].split() if w.isalpha()})
+    vocabulary = sorted({w for _, _, text, _ in stdlib_documents() for w in sentences(text)[0].split() if w.isalpha()})
     with tempfile.TemporaryDirectory() as tmp:
         quality = quality_and_ingestion(Path(tmp))
         scale = [synthetic_latency(Path(tmp), size, vocabulary, rng) for size in args.sizes]

@@ -26,11 +26,12 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from batos.substrate.adapters import import_adapter, locate_adapter_in  # noqa: E402
 from batos.substrate.embedded import EMBEDDED_DEFAULT, assemble  # noqa: E402
 from batos.schema.genesis import incarnate  # noqa: E402
 from batos.core.image import open_image  # noqa: E402
 from batos.substrate.modelhost import HostedModel, ModelPool  # noqa: E402
-from batos.substrate.models import convert_gguf, ensure_embedded, import_adapter, import_model, locate, locate_adapter_in  # noqa: E402
+from batos.substrate.models import convert_gguf, ensure_embedded, import_model, locate  # noqa: E402
 from batos.core.txn import reading  # noqa: E402
 from tests.conftest import make_lora, tiny_gguf  # noqa: E402
 

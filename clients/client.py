@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import zmq
-import zmq.auth
 from pydantic import ValidationError
 
 from batos.core.errors import BatosError
+from batos.wire.curve import CurveKeyError, public_key, secret_keypair
 from batos.wire.protocol import DEFAULT_ENDPOINT, FINAL_KINDS, PROTOCOL_VERSION, Inspect, Ping, Send, decode_reply, encode
 
 
@@ -89,14 +89,11 @@ class KernelClient:
         sock.setsockopt(zmq.LINGER, 0)
         if self.curve is not None:
             try:
-                server_public, _ = zmq.auth.load_certificate(str(self.curve.server_public_file))
-                public, secret = zmq.auth.load_certificate(str(self.curve.client_secret_file))
-            except (OSError, ValueError) as exc:
+                server_public = public_key(self.curve.server_public_file)
+                public, secret = secret_keypair(self.curve.client_secret_file)
+            except CurveKeyError:
                 sock.close(0)
-                raise BatosError(f"cannot load CURVE keys: {exc}") from None
-            if secret is None:
-                sock.close(0)
-                raise BatosError(f"{self.curve.client_secret_file} holds no secret key")
+                raise
             sock.curve_serverkey = server_public
             sock.curve_publickey = public
             sock.curve_secretkey = secret

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
 
+from batos.cognition import states
+from batos.cognition.artifacts import Brief, Candidate, Context, Plan, Verdict, digest
 from batos.cognition.cycle import CycleConfig, CycleEngine
+from batos.cognition.states import TERMINAL, TRANSITIONS, CycleState, IllegalTransition, check_transition
 from batos.kernel.core import Kernel
 from batos.testing import ScriptedModel, SharedPersonas
 from batos.core.metalog import MetaLog, read_events
@@ -89,11 +93,10 @@ def test_rejected_attempts_feed_back_into_the_next(image):
 
 @pytest.mark.parametrize("bad", [ESCAPE, ENDLESS, BOMB, PROSE, UNSAFE])
 def test_a_failed_cycle_leaves_the_target_exactly_as_it_was(image, bad):
-    def serials(root):
+    def serials(root):  # the target's one record holds its slots and its method table
         genesis = root["genesis"]
         genesis._p_activate()
-        genesis._slots._p_activate()
-        return genesis._p_serial, genesis._slots._p_serial
+        return genesis._p_serial
 
     with reading(image.db) as root:
         before = serials(root)
@@ -188,3 +191,65 @@ def test_a_cycle_interrupted_too_often_is_failed(image):
     assert engine.resume_pending() == []
     [(_, (state, _, path))] = cycles(image).items()
     assert state == "FAILED" and path == ["FAILED"]
+
+
+# -- the state machine ----------------------------------------------------------------
+
+
+def test_the_transition_table_is_the_documented_diagram():
+    """Each diagram line ``A, B -> C -> D`` is the edges A->C, B->C and C->D; nothing else is allowed."""
+    documented = set()
+    for line in states.__doc__.splitlines():
+        if "->" in line:
+            stages = [re.findall(r"\b[A-Z]+\b", part) for part in line.split("->")]
+            documented |= {(src, dst) for before, after in zip(stages, stages[1:]) for src in before for dst in after}
+    table = {(src, dst) for src, successors in TRANSITIONS.items() for dst in successors}
+    assert documented == table
+    assert set(TRANSITIONS) == set(CycleState)
+    assert TERMINAL == {CycleState.COMPLETE, CycleState.FAILED}
+
+
+def test_an_illegal_transition_is_refused_with_a_clear_error():
+    check_transition(CycleState.VALIDATING, CycleState.SYNTHESIZING)
+    with pytest.raises(IllegalTransition, match="illegal cycle transition IDLE -> COMPLETE: IDLE may only go to DECOMPOSING, FAILED"):
+        check_transition(CycleState.IDLE, CycleState.COMPLETE)
+    with pytest.raises(IllegalTransition, match="FAILED may only go to nothing"):
+        check_transition(CycleState.FAILED, CycleState.IDLE)
+
+
+def test_the_engine_checks_every_transition_against_the_table(image):
+    kernel, model, _ = make_kernel(image, [PLAN, GOOD])
+    engine = kernel.engine
+
+    def skip_ahead(step, progress):  # a broken engine step that jumps straight to COMPLETE
+        engine._transition(step, CycleState.COMPLETE, "skipping the work", Brief(step.selector, step.call, step.intent, step.target_ref, "x"))
+
+    engine._steps[CycleState.IDLE] = skip_ahead
+    reply = send(kernel, "factorial", 5)
+    assert isinstance(reply, Error) and reply.code == "cycle_failed"
+    assert "internal error in IDLE: IllegalTransition: illegal cycle transition IDLE -> COMPLETE" in reply.message
+    [(_, (state, _, path))] = cycles(image).items()
+    assert state == "FAILED" and path == ["FAILED"]
+    assert model.calls == 0
+
+
+def test_the_image_keeps_states_and_artifacts_as_plain_data(image):
+    """Stored states are plain strings and artifacts plain dicts (no reference to the classes), and every
+    stored record reads back into its dataclass and writes out the very same keys and values."""
+    kernel, _, _ = make_kernel(image, [PLAN, WRONG, GOOD])
+    assert send(kernel, "factorial", 5).value == 120
+    with reading(image.db) as root:
+        [cycle] = root["orchestrator"].cycles.values()
+        assert type(cycle.state) is str and type(cycle.outcome["state"]) is str
+        assert all(type(h["from"]) is str and type(h["to"]) is str for h in cycle.history)
+        records = [dict(a) for a in cycle.artifacts]
+    classes = {cls.kind: cls for cls in (Brief, Plan, Context, Candidate, Verdict)}
+    assert [r["kind"] for r in records] == ["brief", "plan", "context", "candidate", "verdict", "candidate", "verdict"]
+    for record in records:
+        assert type(record) is dict and list(record)[-1] == "at"
+        assert classes[record["kind"]].from_record(record).to_record() == {k: v for k, v in record.items() if k != "at"}
+
+
+def test_a_brief_from_before_personas_were_pinned_still_reads():
+    record = {"kind": "brief", "selector": "f", "call": "", "intent": "", "target": "0x01", "sha256": digest("f"), "at": 1.0}
+    assert Brief.from_record(record).pins is None

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from batos.schema import genesis
+from batos.schema import migrations
 from batos.schema.codex import CodexError, load_codex, seeds_dir
 from batos.core.errors import SchemaError
-from batos.schema.genesis import PRIMORDIAL, incarnate, migrate, schema_version
+from batos.schema.genesis import PRIMORDIAL, incarnate
+from batos.schema.migrations import migrate, schema_version
 from batos.core.image import META_KEY, open_image, root_names
 from batos.core.txn import reading, transact
 
@@ -19,15 +20,13 @@ from .conftest import file_uri
 def test_genesis_creates_every_primordial_object(image):
     with reading(image.db) as root:
         assert root_names(root) == sorted(PRIMORDIAL)
-        assert schema_version(root) == genesis.SCHEMA_VERSION
+        assert schema_version(root) == migrations.SCHEMA_VERSION
         traits, pllm = root["traits"], root["pLLM"]
         assert root["genesis"].parents == (traits,)
         for persona in ("alfred", "brick", "robin", "babs"):
             assert root[persona].parents == (pllm,)
         assert pllm.parents == (traits,)
         assert root["orchestrator"].parents == (root["alfred"],)
-        assert set(root["psm"].states) == set(genesis.CYCLE_STATES)
-        assert root["psm"].states["COMPLETE"].terminal is True
 
 
 def test_persona_codex_comes_from_the_seed_file(image):
@@ -38,8 +37,14 @@ def test_persona_codex_comes_from_the_seed_file(image):
         assert brick.name == "BRICK"
         assert brick.codex["mission"] == seed.mission
         assert brick.codex["pillars"] == tuple(seed.pillars)
-        # system_prompt is a method stored as source on pLLM, run with self = brick.
-        assert brick.system_prompt() == seed.system_prompt()
+        # system_prompt is a method stored as source on pLLM, run with self = brick: the one rendering of a codex.
+        assert brick.system_prompt() == (
+            "You are BRICK, The Embodied Brick-Knight Engine. BRICK is the Deconstruction Engine of BAT OS: the system's logical "
+            "and architectural engine.\n"
+            "Mission: Understand the 'what' and the 'how': decompose missions into plans and write the code that carries them out.\n"
+            "Method: The Way of the Unexpected Brick: shatter cognitive knots with disruptive, unexpected truths.\n"
+            "Pillars: The Tamland Engine (Brick Tamland); The Guide (The Hitchhiker's Guide to the Galaxy); The LEGO Batman."
+        )
         assert root["robin"].system_prompt().startswith("You are ROBIN, The Embodied Heart.")
 
 
@@ -84,9 +89,9 @@ def test_migration_hook_upgrades_an_old_image_in_place(image, monkeypatch):
     def add_motto(root):
         root["genesis"].motto = "the image is the identity"
 
-    now = genesis.SCHEMA_VERSION
-    monkeypatch.setattr(genesis, "SCHEMA_VERSION", now + 1)
-    monkeypatch.setattr(genesis, "MIGRATIONS", {now: add_motto})
+    now = migrations.SCHEMA_VERSION
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setattr(migrations, "MIGRATIONS", {now: add_motto})
     with pytest.raises(SchemaError, match=f"older than v{now + 1}; run `batos image migrate`"):
         incarnate(image)
     assert migrate(image) == [f"v{now}->v{now + 1}"]
@@ -104,9 +109,9 @@ def test_a_failing_migration_changes_nothing(image, monkeypatch):
         root["genesis"].motto = "partial"
         raise RuntimeError("migration bug")
 
-    now = genesis.SCHEMA_VERSION
-    monkeypatch.setattr(genesis, "SCHEMA_VERSION", now + 1)
-    monkeypatch.setattr(genesis, "MIGRATIONS", {now: half_done})
+    now = migrations.SCHEMA_VERSION
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setattr(migrations, "MIGRATIONS", {now: half_done})
     with pytest.raises(RuntimeError):
         migrate(image)
     with reading(image.db) as root:
@@ -117,7 +122,7 @@ def test_a_failing_migration_changes_nothing(image, monkeypatch):
 def make_v1(root):
     """Turn a fresh image into what a v1 release wrote: none of the v2 slots."""
     del root["models"].adapters
-    for name in genesis.PERSONA_NAMES:
+    for name in migrations.PERSONA_NAMES:
         del root[name].adapter_history, root[name].codex_history
     for slot in ("contrapunti", "goals", "golden", "trainings", "proposals", "dissonance"):
         delattr(root["orchestrator"], slot)
@@ -126,9 +131,9 @@ def make_v1(root):
 
 def test_v1_image_gains_adapters_histories_and_loop_records_by_migration(image):
     transact(image.db, make_v1)
-    with pytest.raises(SchemaError, match="older than v2"):
+    with pytest.raises(SchemaError, match=f"older than v{migrations.SCHEMA_VERSION}"):
         incarnate(image)
-    assert migrate(image) == ["v1->v2"]
+    assert migrate(image) == ["v1->v2", "v2->v3"]
     with reading(image.db) as root:
         assert len(root["models"].adapters) == 0
         assert list(root["brick"].adapter_history) == [] and list(root["robin"].codex_history) == []

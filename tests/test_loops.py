@@ -16,7 +16,8 @@ from batos.cognition.cycle import CycleConfig, CycleEngine
 from batos.kernel.core import Kernel
 from batos.testing import ScriptedModel, SharedPersonas, drain
 from batos.loops.service import Loops, LoopsConfig
-from batos.substrate.models import import_model, list_adapters, revert_adapter
+from batos.substrate.adapters import list_adapters, revert_adapter
+from batos.substrate.models import import_model
 from batos.loops.motivator import MotivatorConfig, list_goals
 from batos.loops.strategic import StrategicConfig
 from batos.sandbox.trial import Limits

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from batos import memory
+from batos.memory import ingestion
+from batos.memory.text import MAX_CHUNK_CHARS, MIN_CHUNK_CHARS, semantic_chunks, sentences
 from batos.cognition.cycle import CycleEngine
 from batos.kernel.core import Kernel
 from batos.testing import ScriptedModel, SharedPersonas
@@ -49,18 +51,18 @@ def test_genesis_ingested_the_codex(image):
 
 def test_semantic_chunks_break_between_topics():
     text = f"{GARDEN}\n\n{ASTRONOMY}"
-    sents = memory.sentences(text)
-    chunks = memory.semantic_chunks(sents, memory.Embedder.encode(sents))
+    sents = sentences(text)
+    chunks = semantic_chunks(sents, memory.Embedder.encode(sents))
     assert len(chunks) >= 2
     assert not any("Tomatoes" in c and "Jupiter" in c for c in chunks)
-    assert all(len(c) <= memory.MAX_CHUNK_CHARS for c in chunks)
+    assert all(len(c) <= MAX_CHUNK_CHARS for c in chunks)
 
 
 def test_chunks_respect_the_size_limits():
     sents = [f"Sentence number {i} talks about the same topic again and again." for i in range(80)]
-    chunks = memory.semantic_chunks(sents, memory.Embedder.encode(sents))
-    assert all(len(c) <= memory.MAX_CHUNK_CHARS for c in chunks)
-    assert all(len(c) >= memory.MIN_CHUNK_CHARS for c in chunks[:-1])
+    chunks = semantic_chunks(sents, memory.Embedder.encode(sents))
+    assert all(len(c) <= MAX_CHUNK_CHARS for c in chunks)
+    assert all(len(c) >= MIN_CHUNK_CHARS for c in chunks[:-1])
     assert " ".join(chunks).count("Sentence number") == 80
 
 
@@ -101,7 +103,7 @@ def test_ingestion_is_one_transaction(image, monkeypatch):
         real_store(catalog, prepared)  # everything written...
         raise RuntimeError("disk full")  # ...then the commit never happens
 
-    monkeypatch.setattr(memory, "store", broken)
+    monkeypatch.setattr(ingestion, "store", broken)  # what ingest calls
     with pytest.raises(RuntimeError):
         memory.ingest(image.db, [("garden", "Gardening", GARDEN, "markdown")])
     assert image.db.lastTransaction() == tid

@@ -233,11 +233,11 @@ def test_curve_lets_only_allowed_clients_in(image_uri, tmp_path):
 def test_missing_or_public_only_key_files_are_clear_errors(image_uri, tmp_path):
     assert batos("keys", "generate", "--dir", str(tmp_path / "k"), "server", "client").returncode == 0
     endpoint = f"tcp://0.0.0.0:{free_port()}"
-    for secret, message in [(tmp_path / "absent", "cannot load the kernel's CURVE key"), (tmp_path / "k" / "server.key", "holds no secret key")]:
+    for secret, message in [(tmp_path / "absent", "cannot start the kernel with CURVE: cannot load CURVE key"), (tmp_path / "k" / "server.key", "holds no secret key")]:
         result = batos("kernel", "--image", image_uri, "--endpoint", endpoint, "--curve-secret", str(secret), "--curve-allow", str(tmp_path))
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     client = batos("ping", "--endpoint", "tcp://127.0.0.1:1", "--curve-server-key", str(tmp_path / "absent"), "--curve-client-key", str(tmp_path / "absent"))
-    assert client.returncode == 1 and "cannot load CURVE keys" in client.stderr and "Traceback" not in client.stderr
+    assert client.returncode == 1 and "cannot load CURVE key" in client.stderr and "Traceback" not in client.stderr
 
 
 def test_a_bug_in_inspect_is_answered_internal_and_closes_the_ledger_entry(image):

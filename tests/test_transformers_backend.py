@@ -12,10 +12,8 @@ import pytest
 
 from batos.substrate.llm import ModelError
 from batos.substrate.modelhost import HostedModel, ModelPool
-from batos.substrate.models import (
-    ModelStoreError, bind_adapter, bind_model, import_adapter, import_model, list_adapters, locate, remove_model, revert_adapter,
-    stage_adapters,
-)
+from batos.substrate.adapters import bind_adapter, import_adapter, list_adapters, revert_adapter, stage_adapters
+from batos.substrate.models import ModelStoreError, bind_model, import_model, locate, remove_model
 from batos.substrate.personas import HostedPersonas, current_pins
 from batos.core.txn import reading
 
@@ -199,7 +197,7 @@ def test_adapters_cli_imports_lists_binds_and_reverts(image_uri, tiny_model_dir,
 
 
 def test_an_adapter_reimported_under_its_name_breaks_the_old_pin(image, tiny, tiny_adapter_dir, tmp_path, pool):
-    from batos.substrate.models import remove_adapter
+    from batos.substrate.adapters import remove_adapter
 
     import_adapter(image, tiny_adapter_dir, "a1", "tiny", ["BRICK"])
     personas = HostedPersonas(image.db, pool)

@@ -186,7 +186,7 @@ class Upgrade:
         self._run("git", "-C", str(self.project), "pull", "--ff-only")
 
     def _migrate_image(self, step: MigrateImage) -> None:
-        from batos.schema.genesis import migrate
+        from batos.schema.migrations import migrate
         from batos.core.image import file_path, normalize_uri, open_image
 
         path = file_path(normalize_uri(self.image_uri))

@@ -2,12 +2,9 @@
 
 A cycle is an object in the image (a child of the ``cognitive_cycle``
 prototype) holding the mission brief, its state, every artifact and the
-whole transition history. The engine drives it through the Prototypal State
-Machine::
-
-    IDLE -> DECOMPOSING -> DELEGATING -> SYNTHESIZING -> VALIDATING -> COMPLETE
-                                             ^               |
-                                             +-- feedback ---+  (up to max_attempts, then FAILED)
+whole transition history. The engine drives it from ``IDLE`` to ``COMPLETE``
+or ``FAILED`` through the states of :mod:`batos.cognition.states`, where the
+diagram is, checking every transition against its one table.
 
 Each transition is its own small transaction, and model inference happens
 between transactions, never inside one: a crash loses at most the step in
@@ -19,8 +16,6 @@ target object is never touched, so a failed cycle leaves it exactly as it was.
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
 import threading
 import time
@@ -32,21 +27,24 @@ from persistent.list import PersistentList
 from ZODB.DB import DB
 
 from batos import memory
+from batos.cognition.artifacts import Artifact, Brief, Candidate, Context, Plan, Verdict, digest
 from batos.cognition.dissonance import cycle_dissonance, record_signal
 from batos.cognition.guardian import audit
-from batos.substrate.llm import ModelError
-from batos.substrate.personas import Personas
-from batos.core.metalog import MetaLog
+from batos.cognition.hooks import install as install_hooks
+from batos.cognition.prompts import PLAN_SCHEMA, code_prompt, plan_prompt
 from batos.cognition.retrieval import retrieve, words
-from batos.sandbox.trial import Limits, TrialResult, checks_from_intent, detach, run_trial, snapshot
-from batos.core.txn import reading, transact
+from batos.cognition.states import INITIAL, TERMINAL, CycleState, check_transition
+from batos.cognition.step import StepInput, read_step
 from batos.core.errors import MessageNotUnderstood
 from batos.core.hooks import Learning
-from batos.core.uvm import UvmObject
-from batos.cognition.hooks import install as install_hooks
+from batos.core.metalog import MetaLog
 from batos.core.refs import name_of, oid_hex
+from batos.core.txn import reading, transact
+from batos.core.uvm import UvmObject
+from batos.sandbox.trial import Limits, TrialResult, checks_from_intent, run_trial
+from batos.substrate.llm import ModelError
+from batos.substrate.personas import Personas
 
-TERMINAL = frozenset({"COMPLETE", "FAILED"})
 Progress = Callable[[str, str], None]
 
 
@@ -76,7 +74,7 @@ def open_cycle(root: Any, receiver: UvmObject, selector: str, args: list[Any], k
     orchestrator = root["orchestrator"]
     key = f"{oid_hex(receiver)}:{selector}"
     existing = orchestrator.active_cycles.get(key)
-    if existing is not None and existing.state not in TERMINAL:
+    if existing is not None and CycleState(existing.state) not in TERMINAL:
         return Learning(existing.cycle_id)
     cycle_id = uuid.uuid4().hex[:12]
     now = time.time()
@@ -91,7 +89,7 @@ def open_cycle(root: Any, receiver: UvmObject, selector: str, args: list[Any], k
         args=tuple(args),
         kwargs=dict(kwargs),
         intent=intent or "",
-        state="IDLE",
+        state=INITIAL.value,  # the image holds the plain string
         attempt=0,
         restarts=0,
         created_at=now,
@@ -105,71 +103,33 @@ def open_cycle(root: Any, receiver: UvmObject, selector: str, args: list[Any], k
     return Learning(cycle_id)
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _signature(source: str, selector: str) -> str:
-    try:
-        func = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == selector)
-    except (SyntaxError, StopIteration):
-        return f"{selector}(self, ...)"
-    return f"{selector}({ast.unparse(func.args)})"
-
-
-# -- prompts ------------------------------------------------------------------------
-
-PLAN_SCHEMA = {
-    "type": "object",
-    "properties": {"queries": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3}},
-    "required": ["queries"],
-}
-
-CODE_RULES = """\
-Write exactly one Python function named `{selector}` whose first parameter is `self`.
-Rules:
-- Standard library only, imported at the top: math, datetime, json, re, collections, itertools, functools,
-  statistics, string, random, hashlib, time, decimal, fractions, textwrap (no os, sys, files or network).
-- No eval, exec, open, getattr with computed names, global or nonlocal; no names starting with an underscore,
-  except the line `self._p_changed = True`.
-- Read the object's data as self.<slot>. If the method assigns to self.<slot> or changes a list or dict held
-  by self, its last statement before returning must be `self._p_changed = True`.
-- Return the value asked for (do not print it).
-Answer with the code only, in one ```python block."""
-
-
-def _plan_prompt(view: dict[str, Any]) -> str:
-    return (
-        f"Mission: teach the object {view['target_name']} to answer the message "
-        f"{view['selector']}({view['call']}).\nIntent: {view['intent'] or '(none given)'}\n"
-        "Give 1 to 3 short search queries for finding existing methods or knowledge that would help write it. "
-        'Answer as JSON: {"queries": [...]}'
-    )
-
-
-def _code_prompt(view: dict[str, Any]) -> str:
-    receiver = view["receiver"]
-    slots = ", ".join(f"{k}={v!r}"[:80] for k, v in receiver["slots"].items()) or "(none)"
-    methods = "\n".join(f"  self.{_signature(src, sel)}" for sel, src in receiver["methods"].items()) or "  (none)"
-    parts = [
-        f"Object: {view['target_name']}\nIts slots: {slots}\nMethods it already has (call them as self.<name>(...)):\n{methods}",
-        f"The message to answer: {view['target_name']}.{view['selector']}({view['call']})"
-        f" -- {len(view['args'])} positional argument(s){', keywords ' + ', '.join(view['kwargs']) if view['kwargs'] else ''}.",
-        f"Intent: {view['intent'] or '(none given; infer it from the name)'}",
-    ]
-    if view["context"]:
-        examples = "\n\n".join(
-            f"# note: {c['owner']}\n# {c['source'].strip()[:400]}" if c["kind"] == "memory" else f"# {c['owner']}.{c['selector']}\n{c['source'].strip()}"
-            for c in view["context"][:3]
-        )
-        parts.append(f"Related methods and notes already in the system (reuse their ideas):\n{examples}")
-    if view["feedback"]:
-        parts.append(f"Your previous attempt was rejected:\n{view['previous']}\nProblems:\n{view['feedback']}\nFix them.")
-    parts.append(CODE_RULES.format(selector=view["selector"]))
-    return "\n\n".join(parts)
-
-
 # -- the engine ---------------------------------------------------------------------
+
+
+def _enter(cycle: UvmObject, step: StepInput, to: CycleState, note: str, record: dict[str, Any] | None) -> None:
+    """Inside a transaction: move *cycle* on from the state *step* was read in.
+
+    The one place a cycle's state changes, so every move is checked against
+    the transition table and recorded in the history the same way.
+    """
+    check_transition(step.state, to)
+    if cycle.state != step.state:
+        raise StaleCycle(f"cycle {step.cycle} is {cycle.state}, not {step.state}")
+    now = time.time()
+    if record is not None:
+        cycle.artifacts.append({**record, "at": now})
+    cycle.history.append({"from": step.state.value, "to": to.value, "at": now, "note": note})
+    cycle.state = to.value
+    cycle.updated_at = now
+
+
+def _queries(text: str, step: StepInput) -> list[str]:
+    """BRICK's search queries from its JSON plan; an unusable plan falls back on the message, so the cycle goes on."""
+    try:
+        queries = [str(q).strip() for q in json.loads(text)["queries"] if str(q).strip()][:3]
+    except (ValueError, TypeError, KeyError):
+        queries = []
+    return queries or [" ".join(sorted(words(step.selector))), step.intent or step.selector]
 
 
 @dataclass
@@ -197,6 +157,14 @@ class CycleEngine:
         self._running: dict[str, _Running] = {}
         # called with (cycle_id, outcome) when a cycle this engine drove ends: the slower loops listen
         self.finished_hooks: list[Callable[[str, dict[str, Any]], None]] = []
+        # what each state that is not terminal does: its work, then its transition
+        self._steps: dict[CycleState, Callable[[StepInput, Progress], None]] = {
+            CycleState.IDLE: self._brief,
+            CycleState.DECOMPOSING: self._decompose,
+            CycleState.DELEGATING: self._delegate,
+            CycleState.SYNTHESIZING: self._synthesize,
+            CycleState.VALIDATING: self._validate,
+        }
 
     @property
     def running(self) -> int:
@@ -232,20 +200,20 @@ class CycleEngine:
             while True:
                 if gate is not None:
                     gate()
-                view = self._view(cycle_id)
-                if view["state"] in TERMINAL:
+                step = self._read(cycle_id)
+                if step.state in TERMINAL:
                     outcome = self.outcome(cycle_id)
                     self._announce(cycle_id, outcome)
                     return outcome
                 try:
-                    self._step(view, progress or (lambda state, detail: None))
+                    self._steps[step.state](step, progress or (lambda state, detail: None))
                 except StaleCycle:
                     continue  # re-read and carry on from whatever state it is in now
                 except Exception as exc:  # noqa: BLE001 - a broken step must end the cycle, not loop on resume
-                    reason = f"model unavailable: {exc}" if isinstance(exc, ModelError) else f"internal error in {view['state']}: {type(exc).__name__}: {exc}"
-                    self._finish(view, "FAILED", reason, {})
+                    reason = f"model unavailable: {exc}" if isinstance(exc, ModelError) else f"internal error in {step.state}: {type(exc).__name__}: {exc}"
+                    self._finish(step, CycleState.FAILED, reason)
                     if progress:
-                        progress("FAILED", reason)
+                        progress(CycleState.FAILED, reason)
         finally:
             with self._lock:
                 del self._running[cycle_id]
@@ -259,14 +227,16 @@ class CycleEngine:
                 self._record("hook_failed", cycle=cycle_id, error=f"{type(exc).__name__}: {exc}")
 
     def outcome(self, cycle_id: str) -> dict[str, Any]:
+        """The cycle's state, whether it learned the method (what the kernel asks), and its recorded outcome."""
         with reading(self.db) as root:
             cycle = root["orchestrator"].cycles[cycle_id]
-            return {"cycle": cycle_id, "state": cycle.state, "outcome": dict(cycle.outcome or {})}
+            state = CycleState(cycle.state)
+            return {"cycle": cycle_id, "state": state, "completed": state is CycleState.COMPLETE, "outcome": dict(cycle.outcome or {})}
 
     def resume_pending(self) -> list[str]:
         """After a restart: count the interruption of every unfinished cycle and go on."""
         with reading(self.db) as root:
-            pending = [c.cycle_id for c in root["orchestrator"].active_cycles.values() if c.state not in TERMINAL]
+            pending = [c.cycle_id for c in root["orchestrator"].active_cycles.values() if CycleState(c.state) not in TERMINAL]
         resumed = []
         for cycle_id in pending:
             def bump(root: Any, cycle_id: str = cycle_id) -> int:
@@ -277,182 +247,125 @@ class CycleEngine:
             restarts = transact(self.db, bump, note=f"cycle {cycle_id} resumed")
             self._record("resumed", cycle=cycle_id, restarts=restarts)
             if restarts > self.config.max_restarts:
-                view = self._view(cycle_id)
-                self._finish(view, "FAILED", f"interrupted {restarts} times; giving up", {})
+                self._finish(self._read(cycle_id), CycleState.FAILED, f"interrupted {restarts} times; giving up")
             else:
                 resumed.append(cycle_id)
                 self.drive(cycle_id)
         return resumed
 
-    def _view(self, cycle_id: str) -> dict[str, Any]:
-        """Everything the next step needs, read in one short transaction, as plain data."""
+    def _read(self, cycle_id: str) -> StepInput:
         with reading(self.db) as root:
-            cycle = root["orchestrator"].cycles[cycle_id]
-            target = cycle.target
-            artifacts = [dict(a) for a in cycle.artifacts]
-            latest = lambda kind: next((a for a in reversed(artifacts) if a["kind"] == kind), None)  # noqa: E731
-            brief, plan, context, candidate = latest("brief"), latest("plan"), latest("context"), latest("candidate")
-            verdict = latest("verdict")
-            call = ", ".join([repr(a) for a in cycle.args] + [f"{k}={v!r}" for k, v in cycle.kwargs.items()])
-            return {
-                "cycle": cycle_id,
-                "state": cycle.state,
-                "attempt": cycle.attempt,
-                "selector": cycle.selector,
-                "args": [detach(a) for a in cycle.args],
-                "kwargs": {k: detach(v) for k, v in cycle.kwargs.items()},
-                "call": call,
-                "intent": cycle.intent,
-                "target_name": name_of(target),
-                "target_ref": oid_hex(target),
-                "receiver": snapshot(target, cycle.selector),
-                "queries": plan["queries"] if plan else [],
-                "context": context["snippets"] if context else [],
-                "candidate": candidate["text"] if candidate else None,
-                "previous": verdict["source"] if verdict and verdict.get("source") else (candidate["text"] if candidate else ""),
-                "feedback": verdict["feedback"] if verdict and verdict["attempt"] == cycle.attempt - 1 else "",
-                "system": root["brick"].system_prompt(),
-                "pins": brief.get("pins") if brief else None,
-            }
+            return read_step(root, cycle_id)
 
-    def _transition(self, view: dict[str, Any], to: str, note: str, artifact: dict[str, Any] | None = None, attempt: int | None = None) -> None:
-        expected = view["state"]
+    def _transition(self, step: StepInput, to: CycleState, note: str, artifact: Artifact, attempt: int | None = None) -> None:
+        record = artifact.to_record()
 
         def work(root: Any) -> None:
-            cycle = root["orchestrator"].cycles[view["cycle"]]
-            if cycle.state != expected:
-                raise StaleCycle(f"cycle {view['cycle']} is {cycle.state}, not {expected}")
-            now = time.time()
-            if artifact is not None:
-                cycle.artifacts.append({**artifact, "at": now})
-            cycle.history.append({"from": expected, "to": to, "at": now, "note": note})
-            cycle.state = to
-            cycle.updated_at = now
+            cycle = root["orchestrator"].cycles[step.cycle]
+            _enter(cycle, step, to, note, record)
             if attempt is not None:
                 cycle.attempt = attempt
 
-        transact(self.db, work, note=f"cycle {view['cycle']}: {expected} -> {to}")
+        transact(self.db, work, note=f"cycle {step.cycle}: {step.state} -> {to}")
         self._record(
-            "transition", cycle=view["cycle"], src=expected, dst=to, note=note,
-            artifact=(artifact or {}).get("kind"), sha256=(artifact or {}).get("sha256"),
-            duration_s=(artifact or {}).get("duration_s"), attempt=attempt if attempt is not None else view["attempt"],
+            "transition", cycle=step.cycle, src=step.state, dst=to, note=note, artifact=record["kind"], sha256=record["sha256"],
+            duration_s=record.get("duration_s"), attempt=attempt if attempt is not None else step.attempt,
         )
 
-    def _finish(self, view: dict[str, Any], state: str, reason: str, artifact: dict[str, Any], source: str | None = None) -> None:
+    def _finish(self, step: StepInput, state: CycleState, reason: str, verdict: Verdict | None = None, source: str | None = None) -> None:
         """COMPLETE (install + outcome + skill index) or FAILED, in one transaction."""
-        expected = view["state"]
         skill = None
         if source is not None:  # embed before the transaction: inference stays outside
-            skill = memory.prepare_skill(f"skill:{view['target_ref']}:{view['selector']}", view["target_name"],
-                                         view["selector"], view["intent"], source)
+            skill = memory.prepare_skill(f"skill:{step.target_ref}:{step.selector}", step.target_name,
+                                         step.selector, step.intent, source)
+        record = verdict.to_record() if verdict is not None else None
 
         def work(root: Any) -> None:
             orchestrator = root["orchestrator"]
-            cycle = orchestrator.cycles[view["cycle"]]
-            if cycle.state != expected:
-                raise StaleCycle(f"cycle {view['cycle']} is {cycle.state}, not {expected}")
-            now = time.time()
+            cycle = orchestrator.cycles[step.cycle]
+            _enter(cycle, step, state, reason, record)
             if source is not None:
-                record = cycle.target.define_method(cycle.selector, source, author="BRICK", cycle=cycle.cycle_id)
+                installed = cycle.target.define_method(cycle.selector, source, author="BRICK", cycle=cycle.cycle_id)
                 orchestrator.skills[cycle.key] = {
                     "owner": cycle.target, "selector": cycle.selector, "intent": cycle.intent,
-                    "cycle": cycle.cycle_id, "version": record.version,
+                    "cycle": cycle.cycle_id, "version": installed.version,
                 }
                 memory.store(root["knowledge_catalog"], skill)
-            if artifact:
-                cycle.artifacts.append({**artifact, "at": now})
-            cycle.history.append({"from": expected, "to": state, "at": now, "note": reason})
-            cycle.state = state
-            cycle.updated_at = now
             dissonance = cycle_dissonance([dict(a) for a in cycle.artifacts], state)
-            cycle.outcome = {"state": state, "reason": reason, "attempts": cycle.attempt + (1 if state == "COMPLETE" else 0),
-                             "dissonance": dissonance}
+            attempts = cycle.attempt + (1 if state is CycleState.COMPLETE else 0)
+            cycle.outcome = {"state": state.value, "reason": reason, "attempts": attempts, "dissonance": dissonance}
             record_signal(orchestrator, dissonance, "cycle", cycle.cycle_id)
             del orchestrator.active_cycles[cycle.key]
 
-        transact(self.db, work, note=f"cycle {view['cycle']}: {expected} -> {state}")
-        self._record("finished", cycle=view["cycle"], state=state, reason=reason, selector=view["selector"], target=view["target_ref"])
+        transact(self.db, work, note=f"cycle {step.cycle}: {step.state} -> {state}")
+        self._record("finished", cycle=step.cycle, state=state, reason=reason, selector=step.selector, target=step.target_ref)
 
     # -- the states -------------------------------------------------------------
 
-    def _step(self, view: dict[str, Any], progress: Progress) -> None:
-        state = view["state"]
-        if state == "IDLE":
-            with reading(self.db) as root:
-                pins = self.personas.pin(root)  # every later step speaks through these versions
-            self._transition(view, "DECOMPOSING", "brief accepted", {
-                "kind": "brief", "selector": view["selector"], "call": view["call"], "intent": view["intent"],
-                "target": view["target_ref"], "sha256": _digest(json.dumps([view["selector"], view["call"], view["intent"]])),
-                "pins": pins,
-            })
-            progress("DECOMPOSING", f"BRICK plans how to learn {view['selector']!r}")
-        elif state == "DECOMPOSING":
-            queries, text, took, speaker = self._plan(view)
-            self._transition(view, "DELEGATING", f"{len(queries)} queries", {
-                "kind": "plan", "persona": "BRICK", "model": speaker, "queries": queries,
-                "text": text, "sha256": _digest(text), "duration_s": took,
-            })
-            progress("DELEGATING", "BABS searches memory: " + "; ".join(queries))
-        elif state == "DELEGATING":
-            started = time.monotonic()
-            with reading(self.db) as root:
-                target = root["orchestrator"].cycles[view["cycle"]].target
-                snippets = retrieve(root, target, view["queries"])
-            found = ", ".join(s["selector"] for s in snippets) or "nothing related"
-            self._transition(view, "SYNTHESIZING", f"{len(snippets)} snippets", {
-                "kind": "context", "persona": "BABS", "snippets": snippets,
-                "sha256": _digest(json.dumps(snippets, sort_keys=True, default=repr)), "duration_s": time.monotonic() - started,
-            })
-            progress("SYNTHESIZING", f"found {found}; BRICK writes attempt {view['attempt'] + 1}")
-        elif state == "SYNTHESIZING":
-            started = time.monotonic()
-            brick = self.personas.speaker("BRICK", view["pins"])
-            text = brick.complete(view["system"], _code_prompt(view), max_tokens=self.config.code_tokens,
-                                  temperature=0.1 if view["attempt"] == 0 else 0.6)
-            self._transition(view, "VALIDATING", f"candidate {view['attempt'] + 1}", {
-                "kind": "candidate", "persona": "BRICK", "model": brick.name, "attempt": view["attempt"],
-                "text": text, "sha256": _digest(text), "duration_s": time.monotonic() - started,
-            })
-            progress("VALIDATING", "the guardian audits, then a trial run")
-        elif state == "VALIDATING":
-            self._validate(view, progress)
+    def _brief(self, step: StepInput, progress: Progress) -> None:
+        with reading(self.db) as root:
+            pins = self.personas.pin(root)  # every later step speaks through these versions
+        self._transition(step, CycleState.DECOMPOSING, "brief accepted", Brief(
+            selector=step.selector, call=step.call, intent=step.intent, target=step.target_ref,
+            sha256=digest(json.dumps([step.selector, step.call, step.intent])), pins=pins,
+        ))
+        progress(CycleState.DECOMPOSING, f"BRICK plans how to learn {step.selector!r}")
 
-    def _plan(self, view: dict[str, Any]) -> tuple[list[str], str, float, str]:
+    def _decompose(self, step: StepInput, progress: Progress) -> None:
         started = time.monotonic()
-        brick = self.personas.speaker("BRICK", view["pins"])
-        text = brick.complete(view["system"], _plan_prompt(view), max_tokens=self.config.plan_tokens,
+        brick = self.personas.speaker("BRICK", step.pins)
+        text = brick.complete(step.system, plan_prompt(step), max_tokens=self.config.plan_tokens,
                               temperature=0.0, json_schema=PLAN_SCHEMA)
-        try:
-            queries = [str(q).strip() for q in json.loads(text)["queries"] if str(q).strip()][:3]
-        except (ValueError, TypeError, KeyError):
-            queries = []
-        if not queries:  # an unusable plan still lets the cycle go on
-            queries = [" ".join(sorted(words(view["selector"]))), view["intent"] or view["selector"]]
-        return queries, text, time.monotonic() - started, brick.name
+        queries = _queries(text, step)
+        self._transition(step, CycleState.DELEGATING, f"{len(queries)} queries", Plan(
+            persona="BRICK", model=brick.name, queries=queries, text=text, sha256=digest(text), duration_s=time.monotonic() - started,
+        ))
+        progress(CycleState.DELEGATING, "BABS searches memory: " + "; ".join(queries))
 
-    def _validate(self, view: dict[str, Any], progress: Progress) -> None:
-        report = audit(view["candidate"] or "", view["selector"])
-        attempt = view["attempt"]
+    def _delegate(self, step: StepInput, progress: Progress) -> None:
+        started = time.monotonic()
+        with reading(self.db) as root:
+            target = root["orchestrator"].cycles[step.cycle].target
+            snippets = retrieve(root, target, step.queries)
+        found = ", ".join(s["selector"] for s in snippets) or "nothing related"
+        self._transition(step, CycleState.SYNTHESIZING, f"{len(snippets)} snippets", Context(
+            persona="BABS", snippets=snippets, sha256=digest(json.dumps(snippets, sort_keys=True, default=repr)),
+            duration_s=time.monotonic() - started,
+        ))
+        progress(CycleState.SYNTHESIZING, f"found {found}; BRICK writes attempt {step.attempt + 1}")
+
+    def _synthesize(self, step: StepInput, progress: Progress) -> None:
+        started = time.monotonic()
+        brick = self.personas.speaker("BRICK", step.pins)
+        text = brick.complete(step.system, code_prompt(step), max_tokens=self.config.code_tokens,
+                              temperature=0.1 if step.attempt == 0 else 0.6)
+        self._transition(step, CycleState.VALIDATING, f"candidate {step.attempt + 1}", Candidate(
+            persona="BRICK", model=brick.name, attempt=step.attempt, text=text, sha256=digest(text),
+            duration_s=time.monotonic() - started,
+        ))
+        progress(CycleState.VALIDATING, "the guardian audits, then a trial run")
+
+    def _validate(self, step: StepInput, progress: Progress) -> None:
+        report = audit(step.candidate or "", step.selector)
+        attempt = step.attempt
         trial: TrialResult | None = None
-        checks = checks_from_intent(view["intent"])
+        checks = checks_from_intent(step.intent)
         if report.accepted:
-            trial = run_trial(view["selector"], report.source, view["receiver"], view["args"], view["kwargs"], checks, self.config.limits)
-        self._record("audit", cycle=view["cycle"], attempt=attempt, accepted=report.accepted, errors=report.errors)
+            trial = run_trial(step.selector, report.source, step.receiver, step.args, step.kwargs, checks, self.config.limits)
+        self._record("audit", cycle=step.cycle, attempt=attempt, accepted=report.accepted, errors=report.errors)
         if trial is not None:
-            self._record("trial", cycle=view["cycle"], attempt=attempt, **trial.as_dict())
+            self._record("trial", cycle=step.cycle, attempt=attempt, **trial.as_dict())
         feedback = report.feedback() if not report.accepted else (trial.feedback() if trial and not trial.passed else "")
-        verdict = {
-            "kind": "verdict", "attempt": attempt, "accepted": report.accepted, "audit_errors": report.errors,
-            "trial": trial.as_dict() if trial else None, "checks": [c.text for c in checks],
-            "source": report.source, "feedback": feedback, "sha256": _digest(report.source or ""),
-        }
+        verdict = Verdict(
+            attempt=attempt, accepted=report.accepted, audit_errors=report.errors, trial=trial.as_dict() if trial else None,
+            checks=[c.text for c in checks], source=report.source, feedback=feedback, sha256=digest(report.source or ""),
+        )
         if report.accepted and trial is not None and trial.passed:
-            self._finish(view, "COMPLETE", f"installed {view['selector']} after {attempt + 1} attempt(s)", verdict, report.source)
-            progress("COMPLETE", f"{view['selector']} installed on {view['target_name']}")
+            self._finish(step, CycleState.COMPLETE, f"installed {step.selector} after {attempt + 1} attempt(s)", verdict, report.source)
+            progress(CycleState.COMPLETE, f"{step.selector} installed on {step.target_name}")
         elif attempt + 1 >= self.config.max_attempts:
-            self._finish(view, "FAILED", f"no acceptable method after {attempt + 1} attempts; last problems: {feedback}", verdict)
-            progress("FAILED", feedback.splitlines()[0] if feedback else "rejected")
+            self._finish(step, CycleState.FAILED, f"no acceptable method after {attempt + 1} attempts; last problems: {feedback}", verdict)
+            progress(CycleState.FAILED, feedback.splitlines()[0] if feedback else "rejected")
         else:
-            self._transition(view, "SYNTHESIZING", "rejected; retry with feedback", verdict, attempt=attempt + 1)
-            progress("SYNTHESIZING", f"attempt {attempt + 1} rejected ({feedback.splitlines()[0] if feedback else '?'}); retrying")
-
+            self._transition(step, CycleState.SYNTHESIZING, "rejected; retry with feedback", verdict, attempt=attempt + 1)
+            progress(CycleState.SYNTHESIZING, f"attempt {attempt + 1} rejected ({feedback.splitlines()[0] if feedback else '?'}); retrying")

@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from batos.cognition.artifacts import Verdict
+from batos.cognition.states import CycleState
+
 MAX_SIGNALS = 500  # the philosophical loop looks at a recent window; older signals are dropped
 
 
-def cycle_dissonance(artifacts: list[dict[str, Any]], state: str) -> float:
+def cycle_dissonance(artifacts: list[dict[str, Any]], state: CycleState) -> float:
     """Rejected attempts (audit or trial) raise a cycle's dissonance; failing raises it most."""
-    rejected = sum(1 for a in artifacts if a.get("kind") == "verdict" and a.get("feedback"))  # feedback: why it was rejected
-    return round(min(1.0, 0.25 * rejected + (0.5 if state == "FAILED" else 0.0)), 4)
+    rejected = sum(1 for a in artifacts if a.get("kind") == Verdict.kind and a.get("feedback"))  # feedback: why it was rejected
+    return round(min(1.0, 0.25 * rejected + (0.5 if state is CycleState.FAILED else 0.0)), 4)
 
 
 def record_signal(orchestrator: Any, score: float, source: str, ref: str) -> None:

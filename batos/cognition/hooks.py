@@ -19,7 +19,8 @@ def skill_changed(root: Any, owner: UvmObject, selector: str) -> None:
     """Keep the skill library in step with a learned method's owner."""
     if "orchestrator" not in root:
         return
-    skills = root["orchestrator"]._slots.get("skills")
+    orchestrator = root["orchestrator"]
+    skills = orchestrator.skills if "skills" in orchestrator.slot_names() else None
     key = f"{oid_hex(owner)}:{selector}"
     skill = skills.get(key) if skills is not None else None
     if skill is None:

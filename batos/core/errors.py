@@ -86,8 +86,7 @@ class MessageNotUnderstood(AttributeError):
     """
 
     def __init__(self, receiver: object, selector: str) -> None:
-        slots = receiver.__dict__.get("_slots")
-        name = slots.get("name") if slots is not None else None
+        name = receiver.__dict__.get("name")  # an own slot; the lookup has loaded the receiver
         label = name if isinstance(name, str) else type(receiver).__name__
         super().__init__(f"{label} does not understand {selector!r}")
         self.receiver = receiver

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import zc.lockfile
 import zodburi
 from persistent.mapping import PersistentMapping
+from ZODB.broken import find_global
 from ZODB.DB import DB
 from ZODB.FileStorage.FileStorage import FileStorageFormatError
 from ZODB.POSException import POSError
@@ -27,6 +28,25 @@ DEFAULT_URI = "file://./live_image.fs?blobstorage_dir=./live_image.fs.blob"
 URI_ENV = "BATOS_IMAGE"
 META_KEY = "_batos"  # root key of the image's own metadata (schema version...)
 ZEO_WAIT_TIMEOUT = 10  # seconds; ZEO's own default waits 30 s for a dead server
+
+# Stored classes that a release moved, by their old (module, name). An image
+# written before the move names the old place in its pickles until
+# ``batos image migrate`` rewrites every record that does (schema v3).
+MOVED_CLASSES: dict[tuple[str, str], str] = {
+    ("batos.uvm", "UvmObject"): "batos.core.uvm",
+    ("batos.uvm", "MethodRecord"): "batos.core.uvm",
+    ("batos.memory", "Chunk"): "batos.memory.catalog",
+    ("batos.memory", "Document"): "batos.memory.catalog",
+    ("batos.memory", "Stemmer"): "batos.memory.text",
+    ("batos.models", "ModelFile"): "batos.substrate.models",
+    ("batos.models", "ModelRecord"): "batos.substrate.models",
+    ("batos.models", "AdapterRecord"): "batos.substrate.models",
+}
+
+
+def find_class(connection: Any, module: str, name: str) -> type:
+    """ZODB's class factory, following :data:`MOVED_CLASSES`."""
+    return find_global(MOVED_CLASSES.get((module, name), module), name)
 
 
 def default_uri() -> str:
@@ -113,7 +133,7 @@ def open_image(uri: str | None = None, *, create: bool = False, read_only: bool 
         raise ImageError(f"bad image URI {uri!r}: {exc}") from None
     storage = _call_storage(factory, uri, path)
     try:
-        db = DB(storage, **db_kwargs)
+        db = DB(storage, class_factory=find_class, **db_kwargs)
     except (POSError, OSError, ValueError, EOFError) as exc:
         storage.close()
         raise ImageError(f"image {uri} cannot be read: {type(exc).__name__}: {exc}") from None

@@ -6,6 +6,11 @@ Methods are not Python attributes but *records* holding source code, because a
 function object cannot be pickled into ZODB. Source is compiled lazily into a
 ``_v_`` (volatile) cache, which ZODB drops whenever the object is ghosted, so a
 freshly loaded image recompiles on first use and never stores code objects.
+
+Slots are the object's own instance attributes: they are pickled with the
+object (a slot write stores one record) and an own-slot read is an ordinary
+attribute read. Every internal attribute starts with ``_`` and no slot may
+(:func:`check_selector`), so the two never collide.
 """
 
 from __future__ import annotations
@@ -18,18 +23,18 @@ import types
 from typing import Any, Callable, Iterable, Iterator
 
 from persistent import Persistent
-from persistent.mapping import PersistentMapping
 
 from batos.core.hooks import HOOKS, Learning
 from batos.core.errors import InvalidName, MessageNotUnderstood, MethodSourceError, NoSuchVersion
+from batos.core.lookup import MISSING, Inherited, loaded
 from batos.core.refs import oid_hex
 
 ARCHITECT = "architect"
 
-_MISSING = object()
-
-# Attributes that live on the Python object itself rather than in the slots.
-_INTERNAL = frozenset({"_slots", "_methods"})
+# The internal attribute set through __setattr__ (the method table, mutated
+# in place and then marked with _p_changed); ``_p_`` and ``_v_`` names belong
+# to persistence.
+_INTERNAL = frozenset({"_methods"})
 
 
 def check_selector(name: object) -> str:
@@ -122,20 +127,25 @@ class MethodRecord(Persistent):
 class UvmObject(Persistent):
     """A persistent prototype: slots, parents, and methods held as source.
 
-    Slots live in a ``PersistentMapping``; the parents are the ``parents`` slot
-    (always a tuple, so replacing it is an assignment that ZODB notices).
+    Slots are instance attributes; the parents are the ``parents`` slot
+    (always a tuple, so replacing it is an assignment that ZODB notices);
+    methods are :class:`MethodRecord` values in the ``_methods`` dict. Both
+    are the object's own state: one record per object, and a lookup reads
+    each object's dicts directly (the method dict is a plain one because
+    a ``PersistentMapping`` costs every visited object a load check).
+    Reads use Python's generic lookup, and names found through the parents
+    get a class-level shortcut: :mod:`batos.core.lookup` says why.
 
     The Persistence Covenant: a method that mutates a mutable value held in a
-    slot (a list, a dict) must end with ``self._p_changed = True``. Because the
-    slot values are pickled with the slot mapping rather than with the object,
-    setting ``_p_changed`` here is forwarded to the mapping, so the covenant is
-    a single line for method authors.
+    slot (a list, a dict) must end with ``self._p_changed = True``; the slot
+    values are pickled with the object, so that marks exactly what changed.
     """
+
+    __getattribute__ = object.__getattribute__
 
     def __init__(self, parents: Iterable["UvmObject"] = (), **slots: Any) -> None:
         super().__init__()
-        self._slots = PersistentMapping()
-        self._methods = PersistentMapping()
+        self._methods: dict[str, MethodRecord] = {}
         self.parents = parents
         for name, value in slots.items():
             setattr(self, name, value)
@@ -143,82 +153,62 @@ class UvmObject(Persistent):
     # -- attribute protocol -------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
-        # Only called when normal lookup failed: internals and dunders must
-        # fail the Python way, or copy/pickle/persistence would misbehave.
-        if name.startswith("_"):
+        # Only called when the instance lookup failed: the object is a ghost,
+        # or the name is not an own slot. Internals and dunders must fail the
+        # Python way, or copy/pickle/persistence would misbehave.
+        if name[:1] == "_":
+            state = loaded(self)
+            if name in state:
+                return state[name]
             raise AttributeError(name)
-        owner, found = self._resolve(name)
-        if isinstance(found, MethodRecord):
-            return types.MethodType(owner._compiled(found), self)
-        return found
+        inherited = Inherited(name)
+        value = inherited.__get__(self)
+        if name not in UvmObject.__dict__:
+            setattr(UvmObject, name, inherited)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "_p_changed":
-            slots = self.__dict__.get("_slots")
-            if value and slots is not None:
-                slots._p_changed = True
-            super().__setattr__(name, value)
-            return
         if name.startswith(("_p_", "_v_")) or name in _INTERNAL:
             super().__setattr__(name, value)
             return
         check_selector(name)
         if name == "parents":
             value = _as_parents(value)
-        self._slots[name] = value
-        self._p_changed = True
+        super().__setattr__(name, value)  # Persistent marks the object changed
 
     def __delattr__(self, name: str) -> None:
         if name.startswith("_"):
             super().__delattr__(name)
             return
-        if name == "parents" or name not in self._slots:
+        if name == "parents" or name not in loaded(self):
             raise AttributeError(f"{self!r} has no removable slot {name!r}")
-        del self._slots[name]
-        self._p_changed = True
+        super().__delattr__(name)
 
-    def _resolve(self, name: str) -> tuple["UvmObject", Any]:
-        """Depth-first search over self and parents; visits each object once.
-
-        This is the hot path of every message send, so it reads the mappings'
-        underlying dicts directly and answers an own slot before starting the
-        general walk.
-        """
-        slots = self._slots.data
-        value = slots.get(name, _MISSING)
-        if value is not _MISSING:
-            return self, value
-        # The walk is ancestors() inlined: a generator costs ~40% here
-        # (measured with bench/bench_image.py).
-        stack: list[UvmObject] = [self]
-        seen: set[int] = set()
-        while stack:
-            obj = stack.pop()
-            key = id(obj)
-            if key in seen:
-                continue
-            seen.add(key)
-            slots = obj._slots.data
-            value = slots.get(name, _MISSING)
-            if value is not _MISSING:
-                return obj, value
-            record = obj._methods.data.get(name)
+    def _resolve(self, name: str) -> tuple["UvmObject", Any, bool]:
+        """``(owner, value, is_method)`` for the first definition of *name*,
+        depth-first over self and parents, each object visited once. Reads
+        walk a chain of single parents in :class:`Inherited`; this is the
+        general walk, for branching or cyclic parent graphs."""
+        for obj in self.ancestors():
+            state = loaded(obj)
+            value = state.get(name, MISSING)
+            if value is not MISSING:
+                return obj, value, False
+            record = state["_methods"].get(name)
             if record is not None:
-                return obj, record
-            parents = slots.get("parents")
-            if parents:
-                stack.extend(reversed(parents))
+                return obj, record, True
         raise MessageNotUnderstood(self, name)
 
-    def _compiled(self, record: MethodRecord) -> Callable[..., Any]:
-        cache: dict[tuple[str, int], Callable[..., Any]] | None = getattr(self, "_v_compiled", None)
+    def _bound(self, record: MethodRecord, receiver: "UvmObject") -> Callable[..., Any]:
+        """This object's method *record*, compiled once, bound to *receiver*."""
+        cache: dict[tuple[str, int], Callable[..., Any]] | None = self.__dict__.get("_v_compiled")
         if cache is None:
             cache = self._v_compiled = {}
         key = (record.selector, record.version)
         func = cache.get(key)
         if func is None:
             func = cache[key] = compile_method(record.selector, record.source)
-        return func
+        return types.MethodType(func, receiver)
 
     def _doesNotUnderstand_(self, selector: str, args: list[Any], kwargs: dict[str, Any], intent: str | None) -> Learning:
         """The kernel's hook for a message nothing in the lookup chain answers.
@@ -246,11 +236,15 @@ class UvmObject(Persistent):
                 continue
             seen.add(id(obj))
             yield obj
-            stack.extend(reversed(obj._slots.data.get("parents", ())))
+            stack.extend(reversed(obj.parents))
+
+    def _own_slots(self) -> dict[str, Any]:
+        """Own slot names and values; everything else in ``__dict__`` starts with ``_``."""
+        return {name: value for name, value in loaded(self).items() if name[:1] != "_"}
 
     def slot_names(self) -> list[str]:
         """This object's own slot names (not inherited ones)."""
-        return sorted(self._slots)
+        return sorted(self._own_slots())
 
     def method_names(self) -> list[str]:
         """This object's own method selectors (not inherited ones)."""
@@ -261,6 +255,8 @@ class UvmObject(Persistent):
         return self._methods.get(selector)
 
     def responds_to(self, selector: str) -> bool:
+        if selector[:1] == "_":
+            return False  # internals are not messages
         try:
             self._resolve(selector)
         except MessageNotUnderstood:
@@ -269,10 +265,11 @@ class UvmObject(Persistent):
 
     def describe(self) -> str:
         """A short, human description, e.g. for the console or ``image info``."""
-        name = self._slots.get("name")
+        slots = self._own_slots()
+        name = slots.get("name")
         label = f"{name}: " if isinstance(name, str) else ""
-        doc = self._slots.get("description")
-        text = doc if isinstance(doc, str) else f"{len(self._slots)} slots, {len(self._methods)} methods"
+        doc = slots.get("description")
+        text = doc if isinstance(doc, str) else f"{len(slots)} slots, {len(self._methods)} methods"
         return f"{label}{text}"
 
     def __repr__(self) -> str:
@@ -288,8 +285,10 @@ class UvmObject(Persistent):
         graph (the documents' ``deepcopy`` did, and duplicated whole images).
         Method records are immutable, so sharing them is safe.
         """
-        new = type(self)(parents=self._slots.get("parents", ()))
-        new._slots.update((k, v) for k, v in self._slots.items() if k != "parents")
+        new = type(self)()
+        # The names were checked when they were set on self; the new object
+        # is not in a database yet, so nothing needs marking.
+        new.__dict__.update(self._own_slots())
         new._methods.update(self._methods)
         for name, value in slots.items():
             setattr(new, name, value)
@@ -309,6 +308,7 @@ class UvmObject(Persistent):
         else:
             record = MethodRecord(selector, source, current.version + 1, author, cycle, current.history)
         self._methods[selector] = record
+        self._p_changed = True
         return record
 
     def revert_method(self, selector: str, version: int | None = None, *, author: str = ARCHITECT) -> MethodRecord:
@@ -335,6 +335,7 @@ class UvmObject(Persistent):
             selector, target.source, current.version + 1, author, target.cycle, current.history, target.version
         )
         self._methods[selector] = record
+        self._p_changed = True
         self._method_changed(selector)
         return record
 
@@ -343,6 +344,7 @@ class UvmObject(Persistent):
         record = self._methods.pop(selector, None)
         if record is None:
             raise MessageNotUnderstood(self, selector)
+        self._p_changed = True
         self._method_changed(selector)
         return record
 

@@ -22,9 +22,10 @@ from batos.core.metalog import FILENAME, MetaLog
 from batos.core.txn import reading
 from batos.kernel.core import Kernel, KernelConfig
 from batos.loops.service import Loops, LoopsConfig
+from batos.substrate.adapters import stage_adapters
 from batos.substrate.embedded import assemble as assemble_embedded
 from batos.substrate.modelhost import ModelPool
-from batos.substrate.models import ensure_embedded, stage_adapters
+from batos.substrate.models import ensure_embedded
 from batos.substrate.personas import HostedPersonas, Personas, current_pins
 
 log = logging.getLogger(__name__)

@@ -260,7 +260,7 @@ class Kernel:
                 if progress is not None:
                     progress("LEARNING", f"{request.target} does not understand {request.selector!r} yet; cycle {value.cycle_id}")
                 outcome = self.engine.drive(value.cycle_id, progress)
-                if outcome["state"] != "COMPLETE":
+                if not outcome["completed"]:
                     reason = outcome["outcome"].get("reason", "the cycle did not complete")
                     return Error(id=request.id, code=ErrorCode.CYCLE_FAILED, message=f"cycle {value.cycle_id} failed: {reason}")
                 value = self._transact_send(request)  # now understood: answer the message
@@ -380,8 +380,8 @@ class Kernel:
         inherited = sorted({s for a in obj.ancestors() if a is not obj for s in a.method_names()})
         return {
             **values.ref(obj),
-            "parents": [values.ref(p) for p in obj._slots.get("parents", ())],
-            "slots": {name: WireValues._repr(obj._slots[name])["$repr"][:120] for name in obj.slot_names() if name != "parents"},
+            "parents": [values.ref(p) for p in obj.parents],
+            "slots": {name: WireValues._repr(getattr(obj, name))["$repr"][:120] for name in obj.slot_names() if name != "parents"},
             "methods": {s: obj.method_record(s).summary() for s in obj.method_names()},
             "inherited_methods": inherited,
         }

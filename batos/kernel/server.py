@@ -24,6 +24,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 
 from batos.core.errors import BatosError, ErrorCode
 from batos.kernel.core import Kernel, KernelConfig, RequestLedger
+from batos.wire.curve import CurveKeyError, secret_keypair
 from batos.wire.protocol import Ack, Error, Inspect, Ping, Pong, Progress, Send, WireError, decode_request, encode
 
 log = logging.getLogger("batos.kernel.core")
@@ -82,13 +83,10 @@ class KernelServer:
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if self.curve is not None:
             try:
-                public, secret = zmq.auth.load_certificate(str(self.curve.secret_file))
-            except (OSError, ValueError) as exc:
+                public, secret = secret_keypair(self.curve.secret_file)
+            except CurveKeyError as exc:
                 sock.close(0)
-                raise EndpointError(f"cannot load the kernel's CURVE key: {exc}") from None
-            if secret is None:
-                sock.close(0)
-                raise EndpointError(f"{self.curve.secret_file} holds no secret key")
+                raise EndpointError(f"cannot start the kernel with CURVE: {exc}") from None
             sock.curve_secretkey = secret
             sock.curve_publickey = public
             sock.curve_server = True

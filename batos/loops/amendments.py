@@ -22,6 +22,7 @@ from persistent.mapping import PersistentMapping
 
 from batos.core.errors import BatosError
 from batos.core.roster import PERSONA_ROOTS
+from batos.substrate.llm import json_object
 from batos.substrate.personas import Personas, system_prompt
 from batos.core.txn import reading, transact
 
@@ -125,7 +126,7 @@ class Amendments:
 
 def parse_draft(text: str) -> tuple[dict[str, str] | None, str]:
     try:
-        data = json.loads(text[text.index("{"): text.rindex("}") + 1])
+        data = json_object(text)
         draft = {k: str(data[k]).strip() for k in ("persona", "field", "new_text", "rationale")}
     except (ValueError, KeyError, TypeError) as exc:
         return None, f"unusable draft ({type(exc).__name__}): {text[:80]!r}"

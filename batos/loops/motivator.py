@@ -16,7 +16,6 @@ being served (the *gate*), so self-generated work never starves the Architect.
 
 from __future__ import annotations
 
-import json
 import keyword
 import time
 import uuid
@@ -27,6 +26,7 @@ from persistent.mapping import PersistentMapping
 
 from batos.loops.contrapunto import Contrapunto
 from batos.cognition.cycle import CycleEngine, open_cycle
+from batos.substrate.llm import json_object
 from batos.substrate.personas import Personas, system_prompt
 from batos.core.txn import reading, transact
 from batos.core.uvm import UvmObject
@@ -155,7 +155,7 @@ class Motivator:
             brick_system = system_prompt(root, "BRICK")
         text = self.personas.speaker("BRICK").complete(brick_system, prompt, max_tokens=120, temperature=0.4, json_schema=COMPOSE_SCHEMA)
         try:
-            data = json.loads(text[text.index("{"): text.rindex("}") + 1])
+            data = json_object(text)
             selector, intent = str(data["selector"]).strip(), str(data["intent"]).strip()
         except (ValueError, KeyError, TypeError):
             return "failed", f"BRICK proposed no usable message: {text[:80]!r}"
@@ -172,7 +172,7 @@ class Motivator:
         if cycle_id is None:
             return "failed", f"the object already understands {selector!r}"
         outcome = self.engine.drive(cycle_id, gate=gate)
-        return ("done" if outcome["state"] == "COMPLETE" else "failed"), f"cycle {cycle_id} learning {selector}: {outcome['state']}"
+        return ("done" if outcome["completed"] else "failed"), f"cycle {cycle_id} learning {selector}: {outcome['state']}"
 
 
 def list_goals(db: Any) -> list[dict[str, Any]]:

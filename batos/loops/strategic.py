@@ -25,10 +25,14 @@ from typing import Any, Callable
 
 from persistent.list import PersistentList
 
+from batos.cognition.artifacts import Verdict, latest
+from batos.cognition.states import CycleState
+from batos.cognition.step import call_text
 from batos.loops.contrapunto import BRICK_PROMPT, ROBIN_PROMPT
 from batos.core.image import Image
 from batos.substrate.llm import unit_score
-from batos.substrate.models import import_adapter, locate_in
+from batos.substrate.adapters import import_adapter
+from batos.substrate.models import locate_in
 from batos.substrate.personas import Personas, system_prompt
 from batos.core.txn import reading, transact
 from batos.core.refs import name_of
@@ -75,14 +79,15 @@ class Strategist:
         """Judge a completed cycle's method once; a good one becomes a BRICK example."""
         with reading(self.db) as root:
             cycle = root["orchestrator"].cycles[cycle_id]
-            if cycle.state != "COMPLETE" or cycle.responds_to("judgement"):
+            if cycle.state != CycleState.COMPLETE or cycle.responds_to("judgement"):
                 return None
-            verdict = next(dict(a) for a in reversed(list(cycle.artifacts)) if a["kind"] == "verdict")
-            call = ", ".join([repr(a) for a in cycle.args] + [f"{k}={v!r}" for k, v in cycle.kwargs.items()])
+            verdict = latest(cycle.artifacts, Verdict)
+            assert verdict is not None and verdict.source is not None  # a cycle completes only on an accepted verdict
+            call = call_text(cycle.args, cycle.kwargs)
             example = {"persona": "BRICK", "system": system_prompt(root, "BRICK"), "ref": f"cycle:{cycle_id}",
                        "prompt": f"Teach {name_of(cycle.target)} to answer {cycle.selector}({call}). "
                                  f"Intent: {cycle.intent or '(infer it from the name)'}",
-                       "completion": f"```python\n{verdict['source'].strip()}\n```"}
+                       "completion": f"```python\n{verdict.source.strip()}\n```"}
         judgement = self._judge(example)
 
         def work(root: Any) -> None:

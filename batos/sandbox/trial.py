@@ -162,7 +162,7 @@ def snapshot(receiver: UvmObject, selector: str) -> dict[str, Any]:
         for name in obj.method_names():
             if name != selector and name not in methods:
                 methods[name] = obj.method_record(name).source
-    slots = {k: detach(v) for k, v in receiver._slots.items() if k != "parents"}
+    slots = {k: detach(getattr(receiver, k)) for k in receiver.slot_names() if k != "parents"}
     return {"name": name_of(receiver), "slots": slots, "methods": methods}
 
 

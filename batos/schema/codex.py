@@ -40,14 +40,6 @@ class PersonaCodex(BaseModel):
     pillars: list[NonEmpty] = Field(min_length=1)
     duties: list[NonEmpty] = Field(min_length=1)
 
-    def system_prompt(self) -> str:
-        """The codex rendered as the persona's system prompt."""
-        pillars = "; ".join(self.pillars)
-        return (
-            f"You are {self.persona}, {self.title}. {self.core_identity}\n"
-            f"Mission: {self.mission}\nMethod: {self.method}\nPillars: {pillars}."
-        )
-
 
 class MemorySeed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

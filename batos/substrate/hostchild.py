@@ -15,7 +15,8 @@ or ``{"error": ...}``. Then, per request line:
   (load, if new, and activate a LoRA adapter on the shared base);
 - any failure → ``{"error": ...}`` and the host goes on serving.
 
-Kept free of batos imports: the child must start fast and must not open the image.
+Kept to the standard library and :mod:`batos.substrate.stops`: the child must
+start fast and must not open the image.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import os
 import sys
 import time
 from typing import Any, Callable, Iterator
+
+from batos.substrate.stops import cut_at_stop, held_back
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -37,17 +40,6 @@ def emit(payload: dict[str, Any]) -> None:
 def resident_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def held_back(text: str, stop: list[str]) -> int:
-    """Length of the longest tail of *text* that begins some stop sequence."""
-    return max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
-
-
-def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
-    """*text* up to the first stop sequence, and whether one was found."""
-    hits = [text.index(s) for s in stop if s and s in text]
-    return (text[: min(hits)], True) if hits else (text, False)
 
 
 class LlamaHost:

@@ -19,14 +19,19 @@ class ModelError(BatosError):
     """A model that cannot be loaded or cannot answer."""
 
 
-def unit_score(text: str, key: str) -> tuple[float | None, str]:
-    """(score, reason) from a JSON answer ``{key: 0..1, "reason": ...}``; (None, why) when it is unusable.
+def json_object(text: str) -> dict[str, Any]:
+    """The JSON object in a model's answer; ValueError when there is none.
 
-    Grammar-constrained backends always produce the object; others may wrap it
-    in prose, so the outermost braces are taken.
+    Grammar-constrained backends always produce the bare object; others may
+    wrap it in prose or fences, so the outermost braces are taken.
     """
+    return json.loads(text[text.index("{"): text.rindex("}") + 1])
+
+
+def unit_score(text: str, key: str) -> tuple[float | None, str]:
+    """(score, reason) from a JSON answer ``{key: 0..1, "reason": ...}``; (None, why) when it is unusable."""
     try:
-        data = json.loads(text[text.index("{"): text.rindex("}") + 1])
+        data = json_object(text)
         score = float(data[key])
     except (ValueError, KeyError, TypeError) as exc:
         return None, f"unusable answer ({type(exc).__name__}): {text[:80]!r}"

@@ -16,13 +16,14 @@ Tests make every persona speak through a scripted model with
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
-from batos.substrate.llm import ModelError, TextModel
 from batos.core.roster import PERSONA_ROOTS
-from batos.substrate.models import ModelStoreError, adapters, locate_adapter_in, locate_in, registry
-from batos.substrate.modelhost import HostedModel, ModelPool
 from batos.core.txn import reading
+from batos.substrate.adapters import locate_adapter_in
+from batos.substrate.llm import ModelError, TextModel
+from batos.substrate.modelhost import HostedModel, ModelPool
+from batos.substrate.models import ModelStoreError, adapters, locate_in, registry
 
 Pins = dict[str, dict[str, Any]]
 

@@ -18,6 +18,7 @@ from batos.core.roster import PERSONAS
 from batos.loops.service import Loops
 from batos.substrate.llm import ModelError, TextModel
 from batos.substrate.personas import Pins, current_pins
+from batos.substrate.stops import cut_at_stop
 
 
 class ScriptedModel:
@@ -41,8 +42,7 @@ class ScriptedModel:
     def complete(self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
                  stop: list[str] | None = None, on_token: Callable[[str], None] | None = None) -> str:
         text = self._next(system, prompt)
-        hits = [text.index(s) for s in stop or [] if s and s in text]
-        text = text[: min(hits)] if hits else text
+        text, _stopped = cut_at_stop(text, stop or [])
         if on_token is not None:
             pieces = text.split(" ")  # word pieces, like a tokenizer's, so streaming is exercised
             for i, piece in enumerate(pieces):

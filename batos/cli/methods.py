@@ -1,0 +1,109 @@
+"""``batos methods``: list, show, revert or forget an object's methods.
+
+Reading works on the image directly (read-only, beside a running kernel);
+a change goes to the image when it is free, else through the kernel that
+holds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from batos.cli.common import Commands, add_command, endpoint_arg
+from batos.core.errors import BatosError, ImageError, MessageNotUnderstood
+from batos.core.image import open_image
+from batos.core.refs import name_of
+from batos.core.txn import reading, transact
+from batos.core.uvm import MethodRecord
+
+
+def register(commands: Commands) -> None:
+    p = add_command(commands, "methods", cmd_methods, "list, show, revert or forget methods (learned or written by hand)", image=True)
+    endpoint_arg(p)
+    p.add_argument("words", nargs="+", metavar="ARG", help="TARGET [SELECTOR] | revert TARGET SELECTOR [VERSION] | forget TARGET SELECTOR")
+    p.add_argument("--source", action="store_true", help="print the installed source")
+    p.add_argument("--history", action="store_true", help="list every version")
+
+
+def _target(root: Any, name: str) -> Any:
+    from batos.kernel.core import KernelError, resolve_target
+
+    try:
+        return resolve_target(root, name)
+    except KernelError as exc:
+        raise BatosError(str(exc)) from None
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    words = list(args.words)
+    action = words.pop(0) if words and words[0] in ("revert", "forget") else None
+    if action is not None:
+        return _change_method(args, action, words)
+    if not 1 <= len(words) <= 2:
+        raise BatosError("usage: batos methods TARGET [SELECTOR] [--source|--history] | revert TARGET SELECTOR [VERSION] | forget TARGET SELECTOR")
+    with open_image(args.image, read_only=args.image_is_file) as image, reading(image.db) as root:
+        obj = _target(root, words[0])
+        if len(words) == 1:
+            for owner in obj.ancestors():
+                for selector in owner.method_names():
+                    record = owner.method_record(selector)
+                    where = "" if owner is obj else f"  (from {name_of(owner)})"
+                    origin = f"cycle {record.cycle}" if record.cycle else "by hand"
+                    print(f"{selector:<20} v{record.version:<3} {record.author:<10} {origin}{where}")
+            return 0
+        selector = words[1]
+        owner = next((o for o in obj.ancestors() if o.method_record(selector) is not None), None)
+        if owner is None:
+            raise BatosError(f"{words[0]} has no method {selector!r}")
+        record = owner.method_record(selector)
+        if args.history:
+            for entry in record.history:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created_at))
+                note = f" (revert of v{entry.reverted_from})" if entry.reverted_from else ""
+                print(f"v{entry.version:<3} {when} {entry.author:<10} {('cycle ' + entry.cycle) if entry.cycle else 'by hand'}{note}")
+        elif args.source:
+            print(record.source, end="")
+        else:
+            print(f"{selector} v{record.version} by {record.author}, {len(record.history)} version(s); --source or --history for more")
+    return 0
+
+
+def _change_method(args: argparse.Namespace, action: str, words: list[str]) -> int:
+    """revert/forget: on the image directly, or through the kernel that holds it."""
+    if not (2 <= len(words) <= (3 if action == "revert" else 2)):
+        raise BatosError(f"usage: batos methods {action} TARGET SELECTOR{' [VERSION]' if action == 'revert' else ''}")
+    target, selector = words[0], words[1]
+    version = int(words[2]) if len(words) == 3 else None
+    method = "revert_method" if action == "revert" else "forget_method"
+    call_args: list[Any] = [selector] + ([version] if version is not None else [])
+    try:
+        image = open_image(args.image)
+    except ImageError as exc:
+        if "locked" not in str(exc):
+            raise
+        return _change_through_kernel(args, target, method, call_args)
+    with image:
+        def work(root: Any) -> dict[str, Any]:
+            try:
+                record: MethodRecord = getattr(_target(root, target), method)(*call_args)
+            except MessageNotUnderstood as exc:
+                raise BatosError(str(exc)) from None
+            return record.summary()
+
+        done = transact(image.db, work, note=f"{action} {target}.{selector}")
+    print(f"{action}: {target}.{selector} -> " + (f"v{done['version']} (source of v{done['reverted_from']})" if action == "revert" else f"removed (was v{done['version']})"))
+    return 0
+
+
+def _change_through_kernel(args: argparse.Namespace, target: str, method: str, call_args: list[Any]) -> int:
+    from clients.client import KernelClient, make_send
+
+    with KernelClient(args.endpoint) as client:
+        reply = client.request(make_send(target, method, call_args), timeout=60)
+    if reply.kind == "error":
+        raise BatosError(f"[{reply.code}] {reply.message}")
+    print(f"{method} via the kernel at {args.endpoint}: {json.dumps(reply.value)}")
+    return 0
