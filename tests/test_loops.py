@@ -519,6 +519,7 @@ def test_codex_cli_lists_reverts_and_refuses_clearly(image_uri):
     (["--golden-size", "0"], "--golden-size must be at least 1, not 0"),
     (["--dissonance-window", "0"], "--dissonance-window must be at least 1"),
     (["--goals-per-hour", "-2"], "cannot be negative"),
+    (["--model-threads", "0"], "--model-threads must be at least 1, not 0"),
 ])
 def test_kernel_refuses_nonsense_loop_settings_before_opening_anything(tmp_path, option, message):
     import subprocess

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from batos.substrate.embedded import assemble
@@ -29,6 +31,7 @@ def test_least_recently_used_model_is_unloaded_by_ending_its_process(gguf, tmp_p
         assert pool.loaded() == ["b"]
         assert pool.used == pool._hosts["b"].size >= size  # measured resident memory, at least the file
         assert pool.status()["hosts"]["b"]["device"] == "cpu"
+        assert pool.status()["hosts"]["b"]["threads"] == os.cpu_count()  # not llama-cpp-python's default of half
         status = pool.status()
         assert [s["loaded"] for s in status["recent_swaps"]] == ["a", "b"]
         assert status["recent_swaps"][1]["evicted"] == ["a"]
@@ -50,6 +53,15 @@ def test_a_failed_load_leaves_the_loaded_model_serving(gguf, tmp_path):
         assert ask(pool, "good", gguf)
         with pytest.raises(ModelError, match="model file missing"):
             ask(pool, "gone", tmp_path / "gone.gguf")
+    finally:
+        pool.close()
+
+
+def test_the_thread_count_is_what_the_host_computes_on(gguf):
+    pool = ModelPool(budget=gguf.stat().st_size * 3, threads=1)
+    try:
+        assert ask(pool, "one", gguf)
+        assert pool.status()["hosts"]["one"]["threads"] == 1
     finally:
         pool.close()
 

@@ -30,6 +30,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--model", choices=["embedded", "none"], default="embedded",
                    help="the model cycles use to learn unknown messages (none: refuse them)")
     p.add_argument("--max-attempts", type=int, default=3, help="synthesis attempts per cycle (default 3)")
+    p.add_argument("--model-threads", type=int, default=None,
+                   help="cores each llama.cpp model host computes on (default: all of this machine's cores)")
     p.add_argument("--model-budget-gib", type=float, default=8.0,
                    help="memory for loaded models (GPU memory when CUDA is present); least recently used ones are unloaded (default 8)")
     loops = p.add_argument_group("the slower loops")
@@ -61,7 +63,9 @@ def cmd_kernel(args: argparse.Namespace) -> int:
                         metalog=metalog_path(args.image))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger("batos.kernel")
-    pool = ModelPool(budget=int(args.model_budget_gib * (1 << 30)))
+    if args.model_threads is not None and args.model_threads < 1:
+        raise BatosError(f"--model-threads must be at least 1, not {args.model_threads}")
+    pool = ModelPool(budget=int(args.model_budget_gib * (1 << 30)), threads=args.model_threads)
     try:
         with open_image(args.image, create=True) as image:
             created = incarnate(image)

@@ -45,11 +45,13 @@ def resident_bytes() -> int:
 class LlamaHost:
     """A GGUF served by llama-cpp-python; JSON answers can be grammar-constrained."""
 
-    def __init__(self, path: str, n_ctx: int) -> None:
+    def __init__(self, path: str, n_ctx: int, threads: int) -> None:
         from llama_cpp import Llama
 
         before = resident_bytes()
-        self.llm = Llama(model_path=path, n_ctx=n_ctx, verbose=False)
+        # without n_threads llama-cpp-python uses half the cores: one of two on these machines
+        self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+        self.threads = self.llm.context_params.n_threads  # what llama.cpp will compute on, as it took it
         # mmap'd weights are only partly resident until touched: count the file too
         self.memory = max(resident_bytes() - before, os.path.getsize(path))
         self.device = "cpu"
@@ -211,13 +213,14 @@ def serve(host: Any, lines: Iterator[str], out: Emit) -> None:
 
 
 def main(argv: list[str]) -> int:
-    backend, path, n_ctx = argv[0], argv[1], int(argv[2])
+    backend, path, n_ctx, threads = argv[0], argv[1], int(argv[2]), int(argv[3])
     try:
-        host = LlamaHost(path, n_ctx) if backend == "llama.cpp" else TransformersHost(path)
+        host = LlamaHost(path, n_ctx, threads) if backend == "llama.cpp" else TransformersHost(path)
     except Exception as exc:  # noqa: BLE001 - the parent turns this into a ModelError
         emit({"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    emit({"ready": True, "memory": host.memory, "device": host.device, "quantization": host.quantization})
+    emit({"ready": True, "memory": host.memory, "device": host.device, "quantization": host.quantization,
+          "threads": getattr(host, "threads", None)})
     serve(host, iter(sys.stdin.readline, ""), emit)
     return 0
 

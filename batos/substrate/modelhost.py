@@ -13,6 +13,7 @@ The child (:mod:`batos.substrate.hostchild`) speaks JSON lines over its stdin/st
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -90,9 +91,11 @@ class Host:
 class ModelPool:
     """Loaded models by key, least recently used first."""
 
-    def __init__(self, budget: int = DEFAULT_BUDGET, n_ctx: int = 4096, load_timeout: float = 300.0, device: str | None = None) -> None:
+    def __init__(self, budget: int = DEFAULT_BUDGET, n_ctx: int = 4096, load_timeout: float = 300.0, device: str | None = None,
+                 threads: int | None = None) -> None:
         self.budget = budget
         self.n_ctx = n_ctx
+        self.threads = threads or os.cpu_count() or 1  # llama.cpp hosts compute on this many cores
         self.load_timeout = load_timeout
         self.device = device or detect_device()
         self._hosts: OrderedDict[str, Host] = OrderedDict()
@@ -128,7 +131,8 @@ class ModelPool:
             return new
 
     def _start(self, name: str, path: Path, backend: str, estimate: int) -> Host:
-        process = subprocess.Popen([sys.executable, "-m", "batos.substrate.hostchild", backend, str(path.resolve()), str(self.n_ctx)],
+        process = subprocess.Popen([sys.executable, "-m", "batos.substrate.hostchild", backend, str(path.resolve()), str(self.n_ctx),
+                                    str(self.threads)],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         result: dict[str, Any] = {}
 
@@ -154,7 +158,7 @@ class ModelPool:
 
     def status(self) -> dict[str, Any]:
         return {"loaded": self.loaded(), "used_bytes": self.used, "budget_bytes": self.budget, "device": self.device,
-                "hosts": {n: {"memory": h.size, "backend": h.backend, **{k: h.info.get(k) for k in ("device", "quantization")}}
+                "hosts": {n: {"memory": h.size, "backend": h.backend, **{k: h.info.get(k) for k in ("device", "quantization", "threads")}}
                           for n, h in self._hosts.items()},
                 "recent_swaps": list(self.swaps)}
 
