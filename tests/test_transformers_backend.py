@@ -54,7 +54,7 @@ def test_streamed_pieces_add_up_to_the_answer_and_max_tokens_and_stop_hold(tiny,
     text = speak(model, on_token=pieces.append)
     assert text and "".join(pieces) == text
     assert pool.status()["hosts"]["tiny"] == {"memory": pool._hosts["tiny"].size, "backend": "transformers",
-                                             "device": "cpu", "quantization": None}
+                                             "device": "cpu", "quantization": None, "threads": os.cpu_count()}
     short = speak(model, max_tokens=2)
     assert len(short) < len(text) and text.startswith(short)
     stop = text.strip().split()[1]  # a word the greedy answer is known to contain

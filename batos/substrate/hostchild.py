@@ -80,11 +80,13 @@ FALLBACK_TEMPLATE = "{% for m in messages %}### {{ m['role'] }}\n{{ m['content']
 class TransformersHost:
     """A Hugging Face model directory; NF4 4-bit on CUDA, unquantised on CPU; peft adapters on one base."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, threads: int) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.torch = torch
+        torch.set_num_threads(threads)  # CPU compute; on CUDA this only bounds the host's own CPU work
+        self.threads = torch.get_num_threads()
         cuda = torch.cuda.is_available()
         kwargs: dict[str, Any] = {}
         self.quantization = None
@@ -215,12 +217,12 @@ def serve(host: Any, lines: Iterator[str], out: Emit) -> None:
 def main(argv: list[str]) -> int:
     backend, path, n_ctx, threads = argv[0], argv[1], int(argv[2]), int(argv[3])
     try:
-        host = LlamaHost(path, n_ctx, threads) if backend == "llama.cpp" else TransformersHost(path)
+        host = LlamaHost(path, n_ctx, threads) if backend == "llama.cpp" else TransformersHost(path, threads)
     except Exception as exc:  # noqa: BLE001 - the parent turns this into a ModelError
         emit({"error": f"{type(exc).__name__}: {exc}"})
         return 1
     emit({"ready": True, "memory": host.memory, "device": host.device, "quantization": host.quantization,
-          "threads": getattr(host, "threads", None)})
+          "threads": host.threads})
     serve(host, iter(sys.stdin.readline, ""), emit)
     return 0
 
