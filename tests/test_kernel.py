@@ -238,6 +238,9 @@ class _BrokenServices:
     def __init__(self) -> None:
         self.touched = 0
 
+    def selectors(self):
+        return frozenset({"contemplate"})
+
     def handler(self, receiver, selector):
         if (receiver, selector) == ("genesis", "contemplate"):
             return lambda args, intent, progress: {}["missing"]

@@ -48,6 +48,8 @@ class Learner(Protocol):
 class Services(Protocol):
     """What the kernel needs from the slower loops (``batos.loops.service.Loops``)."""
 
+    def selectors(self) -> frozenset[str]: ...
+
     def handler(self, receiver: str, selector: str) -> Handler | None: ...
 
     def summary(self) -> dict[str, Any]: ...
@@ -282,8 +284,10 @@ class Kernel:
 
     def _service_handler(self, request: Send) -> Handler | None:
         """The receiver is resolved first (an unknown one is ``unknown_target``, an
-        OID works as well as a root name); then the services may answer for it."""
-        if self.loops is None:
+        OID works as well as a root name); then the services may answer for it.
+        Only their own selectors pay for that read: every other send goes straight
+        to its transaction."""
+        if self.loops is None or request.selector not in self.loops.selectors():
             return None
         with reading(self.image.db) as root:
             receiver = resolve_target(root, request.target)

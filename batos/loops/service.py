@@ -86,6 +86,7 @@ class Loops:
             ("orchestrator", "trainings"): lambda args, intent, progress: self._read(lambda o: [dict(t) for t in o.trainings]),
             ("orchestrator", "dissonance"): lambda args, intent, progress: self._read(lambda o: [dict(s) for s in o.dissonance][-50:]),
         }
+        self._selectors = frozenset(selector for _, selector in self._handlers)
         if engine is not None:
             engine.finished_hooks.append(lambda cycle_id, outcome: self._jobs.put(lambda: self.after_cycle(cycle_id)))
 
@@ -165,6 +166,10 @@ class Loops:
     def touch(self) -> None:
         """An Architect's message just ended: the idle clock restarts."""
         self.activity.touch()
+
+    def selectors(self) -> frozenset[str]:
+        """The selectors some handler answers, whatever its receiver."""
+        return self._selectors
 
     def handler(self, target: str, selector: str) -> Callable[[list[Any], str | None, Progress | None], Any] | None:
         return self._handlers.get((target, selector))

@@ -13,12 +13,16 @@ class CurveKeyError(BatosError):
     """A CURVE key file that is missing, unreadable, or lacks the secret half."""
 
 
-def secret_keypair(path: Path) -> tuple[bytes, bytes]:
-    """(public, secret) from a ``.key_secret`` file written by ``batos keys generate``."""
+def _load(path: Path) -> tuple[bytes, bytes | None]:
     try:
-        public, secret = zmq.auth.load_certificate(str(path))
+        return zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
         raise CurveKeyError(f"cannot load CURVE key {path}: {exc}") from None
+
+
+def secret_keypair(path: Path) -> tuple[bytes, bytes]:
+    """(public, secret) from a ``.key_secret`` file written by ``batos keys generate``."""
+    public, secret = _load(path)
     if secret is None:
         raise CurveKeyError(f"{path} holds no secret key")
     return public, secret
@@ -26,8 +30,4 @@ def secret_keypair(path: Path) -> tuple[bytes, bytes]:
 
 def public_key(path: Path) -> bytes:
     """The public key of a ``.key`` (or ``.key_secret``) file."""
-    try:
-        public, _ = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise CurveKeyError(f"cannot load CURVE key {path}: {exc}") from None
-    return public
+    return _load(path)[0]
