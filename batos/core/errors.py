@@ -29,6 +29,10 @@ class ErrorCode(str, Enum):
     NOT_UNDERSTOOD = "not_understood"  # unknown selector and nothing to learn it with
     CYCLE_FAILED = "cycle_failed"  # the cognitive cycle ended without a method
     METHOD_ERROR = "method_error"  # the method raised; the message names the exception
+    METHOD_TIMEOUT = "method_timeout"  # a stored method ran past its wall-clock or CPU limit and was killed
+    METHOD_MEMORY = "method_memory"  # a stored method ran out of its address-space limit
+    METHOD_KILLED = "method_killed"  # the sandbox killed a stored method (a forbidden system call, a crash, a protocol breach)
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"  # stored methods cannot run: no sandbox, or an unprotected one not allowed
     CONFLICT = "conflict"  # write conflicts outlasted every retry
     REFUSED = "refused"  # a request the image's rules refuse (a BatosError)
     INTERNAL = "internal"  # a bug in the kernel; the request still gets its reply
@@ -91,3 +95,19 @@ class MessageNotUnderstood(AttributeError):
         super().__init__(f"{label} does not understand {selector!r}")
         self.receiver = receiver
         self.selector = selector
+
+
+class MethodFault(CodedError):
+    """A stored method did not produce a result: it raised, or the sandbox it
+    runs in stopped it. ``exc_type`` names the method's own exception, if any."""
+
+    def __init__(self, code: ErrorCode, message: str, exc_type: str | None = None) -> None:
+        super().__init__(code, message)
+        self.exc_type = exc_type
+
+
+class MethodsNotRunnable(CodedError):
+    """Stored methods run only in a sandbox; this process has none installed."""
+
+    def __init__(self, message: str = "stored methods run only in a sandboxed worker, and no method runtime is installed in this process") -> None:
+        super().__init__(ErrorCode.SANDBOX_UNAVAILABLE, message)

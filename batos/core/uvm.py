@@ -16,16 +16,15 @@ attribute read. Every internal attribute starts with ``_`` and no slot may
 from __future__ import annotations
 
 import ast
-import builtins
+import inspect
 import keyword
 import time
-import types
 from typing import Any, Callable, Iterable, Iterator
 
 from persistent import Persistent
 
 from batos.core.hooks import HOOKS, Learning
-from batos.core.errors import InvalidName, MessageNotUnderstood, MethodSourceError, NoSuchVersion
+from batos.core.errors import InvalidName, MessageNotUnderstood, MethodSourceError, MethodsNotRunnable, NoSuchVersion
 from batos.core.lookup import MISSING, Inherited, loaded
 from batos.core.refs import oid_hex
 
@@ -34,7 +33,7 @@ ARCHITECT = "architect"
 # The internal attribute set through __setattr__ (the method table, mutated
 # in place and then marked with _p_changed); ``_p_`` and ``_v_`` names belong
 # to persistence.
-_INTERNAL = frozenset({"_methods"})
+_INTERNAL = frozenset({"_methods", "_limits"})
 
 
 def check_selector(name: object) -> str:
@@ -52,16 +51,18 @@ def check_selector(name: object) -> str:
     return name
 
 
-def compile_method(selector: str, source: str) -> Callable[..., Any]:
-    """Compile *source* and return the function it defines for *selector*.
+def parse_method(selector: str, source: str) -> ast.FunctionDef:
+    """Check that *source* is a method record for *selector*, without running it.
 
     The source is a module: optional imports and helper statements, and
-    exactly one top-level ``def <selector>(self, ...)``. Safety is the
-    guardian's job (the cycle audits before installing); this only makes sure
-    the record is executable and says what it claims to say.
+    exactly one top-level ``def <selector>(self, ...)``. It is parsed and
+    compiled (which runs nothing) but never executed here: stored methods run
+    only in the sandbox (:mod:`batos.sandbox`). Safety is the guardian's and
+    the sandbox's job; this only makes sure the record says what it claims.
     """
     try:
         tree = ast.parse(source, filename=f"<method {selector}>")
+        compile(tree, f"<method {selector}>", "exec")
     except SyntaxError as exc:
         raise MethodSourceError(f"Line {exc.lineno}: syntax error in {selector!r}: {exc.msg}") from None
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == selector]
@@ -73,9 +74,58 @@ def compile_method(selector: str, source: str) -> Callable[..., Any]:
     params = func.args.posonlyargs + func.args.args
     if not params or params[0].arg != "self":
         raise MethodSourceError(f"Line {func.lineno}: the first parameter of {selector!r} must be 'self'")
-    namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": f"batos.method.{selector}"}
-    exec(compile(tree, f"<method {selector}>", "exec"), namespace)  # noqa: S102 - audited upstream
-    return namespace[selector]
+    return func
+
+
+_DEFAULT = object()  # stands for a default value the kernel never evaluates
+
+
+def method_signature(func: ast.FunctionDef) -> inspect.Signature:
+    """The parameters of a parsed method without ``self``, for checking a
+    message's arguments before a worker is asked. Defaults are placeholders:
+    evaluating them would run the method's code in the kernel."""
+    kind = inspect.Parameter
+    args = func.args
+    positional = args.posonlyargs + args.args
+    first_default = len(positional) - len(args.defaults)
+    params = []
+    for index, arg in enumerate(positional):
+        if index == 0:
+            continue
+        params.append(kind(arg.arg, kind.POSITIONAL_ONLY if index < len(args.posonlyargs) else kind.POSITIONAL_OR_KEYWORD,
+                           default=_DEFAULT if index >= first_default else kind.empty))
+    if args.vararg:
+        params.append(kind(args.vararg.arg, kind.VAR_POSITIONAL))
+    for arg, default in zip(args.kwonlyargs, args.kw_defaults):
+        params.append(kind(arg.arg, kind.KEYWORD_ONLY, default=kind.empty if default is None else _DEFAULT))
+    if args.kwarg:
+        params.append(kind(args.kwarg.arg, kind.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+class StoredMethod:
+    """A method record bound to a receiver. Calling it asks the registered
+    method runtime (:data:`batos.core.hooks.HOOKS`), which runs the source in
+    a sandboxed worker and applies the changes it reports; with none
+    registered it refuses rather than run stored code in this process."""
+
+    __slots__ = ("owner", "record", "receiver")
+
+    def __init__(self, owner: "UvmObject", record: "MethodRecord", receiver: "UvmObject") -> None:
+        self.owner, self.record, self.receiver = owner, record, receiver
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return method_signature(parse_method(self.record.selector, self.record.source))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        runner = HOOKS.run_method
+        if runner is None:
+            raise MethodsNotRunnable()
+        return runner(self.receiver, self.owner, self.record, list(args), dict(kwargs))
+
+    def __repr__(self) -> str:
+        return f"<stored method {self.record.selector} v{self.record.version} of {self.receiver!r}>"
 
 
 class MethodRecord(Persistent):
@@ -199,16 +249,9 @@ class UvmObject(Persistent):
                 return obj, record, True
         raise MessageNotUnderstood(self, name)
 
-    def _bound(self, record: MethodRecord, receiver: "UvmObject") -> Callable[..., Any]:
-        """This object's method *record*, compiled once, bound to *receiver*."""
-        cache: dict[tuple[str, int], Callable[..., Any]] | None = self.__dict__.get("_v_compiled")
-        if cache is None:
-            cache = self._v_compiled = {}
-        key = (record.selector, record.version)
-        func = cache.get(key)
-        if func is None:
-            func = cache[key] = compile_method(record.selector, record.source)
-        return types.MethodType(func, receiver)
+    def _bound(self, record: MethodRecord, receiver: "UvmObject") -> StoredMethod:
+        """This object's method *record*, bound to *receiver* (never compiled here)."""
+        return StoredMethod(self, record, receiver)
 
     def _doesNotUnderstand_(self, selector: str, args: list[Any], kwargs: dict[str, Any], intent: str | None) -> Learning:
         """The kernel's hook for a message nothing in the lookup chain answers.
@@ -301,7 +344,7 @@ class UvmObject(Persistent):
     ) -> MethodRecord:
         """Install (or replace) an own method; the old version goes into history."""
         check_selector(selector)
-        compile_method(selector, source)  # refuse records that could never run
+        parse_method(selector, source)  # refuse records that could never run
         current = self._methods.get(selector)
         if current is None:
             record = MethodRecord(selector, source, 1, author, cycle)
