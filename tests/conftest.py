@@ -16,6 +16,7 @@ import pytest
 
 from batos.schema.genesis import incarnate
 from batos.core.image import Image, open_image
+from batos.sandbox.runtime import MethodRuntime
 
 BIN = Path(sys.executable).parent
 
@@ -23,6 +24,17 @@ BIN = Path(sys.executable).parent
 def file_uri(directory: Path, name: str = "live_image.fs") -> str:
     path = directory / name
     return f"file://{path}?blobstorage_dir={path}.blob"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def method_runtime() -> Iterator[MethodRuntime]:
+    """Stored methods called in the test process run where the kernel runs
+    them: in real sandbox workers (never in this process)."""
+    runtime = MethodRuntime(size=2).install()
+    try:
+        yield runtime
+    finally:
+        runtime.close()
 
 
 @pytest.fixture(scope="session")

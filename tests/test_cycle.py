@@ -14,7 +14,7 @@ from batos.cognition.states import TERMINAL, TRANSITIONS, CycleState, IllegalTra
 from batos.kernel.core import Kernel
 from batos.testing import ScriptedModel, SharedPersonas
 from batos.core.metalog import MetaLog, read_events
-from batos.sandbox.trial import Limits
+from batos.sandbox.runtime import MethodLimits
 from batos.core.txn import reading, transact
 from batos.wire.protocol import PROTOCOL_VERSION, Error, Result, Send
 
@@ -32,7 +32,7 @@ INTENT = "return n factorial, e.g. factorial(4) == 24"
 def make_kernel(image, script, tmp_path=None, **config):
     model = ScriptedModel(script)
     log = MetaLog(tmp_path / "metacognition.jsonl") if tmp_path else None
-    limits = Limits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)
+    limits = MethodLimits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)
     engine = CycleEngine(image.db, SharedPersonas(model), config=CycleConfig(limits=limits, **config), log=log)
     return Kernel(image, engine=engine), model, log
 
@@ -115,7 +115,7 @@ def test_feedback_names_what_went_wrong(image):
     kernel, model, _ = make_kernel(image, [PLAN, ENDLESS, BOMB, ESCAPE], max_attempts=3)
     send(kernel, "factorial", 5)
     prompts = [p for _, p in model.prompts]
-    assert "CPU time limit" in prompts[2] or "timed out" in prompts[2]
+    assert "CPU limit" in prompts[2] or "wall-clock limit" in prompts[2]
     assert "MemoryError" in prompts[3] or "killed" in prompts[3]
 
 

@@ -20,7 +20,7 @@ from batos.substrate.adapters import list_adapters, revert_adapter
 from batos.substrate.models import import_model
 from batos.loops.motivator import MotivatorConfig, list_goals
 from batos.loops.strategic import StrategicConfig
-from batos.sandbox.trial import Limits
+from batos.sandbox.runtime import MethodLimits
 from batos.core.txn import reading, transact
 from batos.wire.protocol import PROTOCOL_VERSION, Error, Result, Send
 
@@ -68,7 +68,7 @@ def make_loops(image, personas, engine=None, **config):
 
 
 def engine_for(image, personas):
-    return CycleEngine(image.db, personas.shared, config=CycleConfig(limits=Limits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)))
+    return CycleEngine(image.db, personas.shared, config=CycleConfig(limits=MethodLimits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)))
 
 
 def send(kernel, target, selector, *args, intent=None):

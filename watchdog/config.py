@@ -18,6 +18,9 @@ class WatchdogConfig(BaseModel):
 
     health_interval_s: float = Field(2.0, gt=0, le=300)
     health_timeout_s: float = Field(3.0, gt=0, le=300)
+    # messages waiting this long with every kernel worker busy: the kernel
+    # answers pings but serves nothing (stuck work), so it counts as unhealthy
+    stuck_after_s: float = Field(60.0, gt=0, le=3600)
     health_failures: int = Field(2, ge=1, le=100)
     max_restarts: int = Field(5, ge=0, le=1000)
     restart_window_s: float = Field(60.0, gt=0, le=86400)

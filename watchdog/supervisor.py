@@ -130,11 +130,19 @@ class Watchdog:
         self.event("stopped", pid=kernel.pid, code=kernel.returncode)
 
     def healthy(self, timeout: float | None = None) -> bool:
+        """A pong, and no message left waiting for a worker longer than ``stuck_after_s``."""
         with KernelClient(self.endpoint, answer_timeout=timeout or self.config.health_timeout_s, retries=0) as client:
             try:
-                return client.request(make_ping(), timeout=timeout or self.config.health_timeout_s).kind == "pong"
+                reply = client.request(make_ping(), timeout=timeout or self.config.health_timeout_s)
             except NoAnswer:
                 return False
+        if reply.kind != "pong":
+            return False
+        waited = (reply.status or {}).get("oldest_queued_s") or 0.0
+        if waited > self.config.stuck_after_s:
+            self.event("stuck", oldest_queued_s=waited, queued=reply.status.get("queued"))
+            return False
+        return True
 
     def wait_ready(self) -> bool:
         deadline = time.monotonic() + self.config.start_timeout_s

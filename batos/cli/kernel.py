@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +36,13 @@ def register(commands: Commands) -> None:
                    help="cores each llama.cpp model host computes on (default: all of this machine's cores)")
     p.add_argument("--model-budget-gib", type=float, default=8.0,
                    help="memory for loaded models (GPU memory when CUDA is present); least recently used ones are unloaded (default 8)")
+    methods = p.add_argument_group("stored methods (they run in sandboxed worker processes, never in the kernel)")
+    methods.add_argument("--method-wall-seconds", type=float, default=10.0, help="wall-clock limit per call (default 10)")
+    methods.add_argument("--method-cpu-seconds", type=int, default=10, help="CPU-time limit per call (default 10)")
+    methods.add_argument("--method-memory-mib", type=int, default=512, help="address-space limit per call in MiB (default 512)")
+    methods.add_argument("--unsafe-unsandboxed-methods", action="store_true",
+                         help="UNSAFE: run stored methods without seccomp and Landlock when the host lacks them "
+                              "(still separate, rlimited processes); without it such a host refuses to run them")
     loops = p.add_argument_group("the slower loops")
     loops.add_argument("--no-heartbeat", action="store_true", help="no self-generated goals")
     loops.add_argument("--idle-seconds", type=float, default=300.0, help="quiet time before the motivator proposes and runs goals (default 300)")
@@ -50,6 +59,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     from batos.kernel.compose import Assembly, assembled, hosted_personas, metalog_path
     from batos.kernel.core import KernelConfig
     from batos.kernel.server import Curve, check_exposure, run_kernel
+    from batos.sandbox.runtime import MethodLimits
     from batos.schema.genesis import incarnate
     from batos.substrate.modelhost import ModelPool
 
@@ -58,9 +68,13 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     curve = Curve(Path(args.curve_secret), Path(args.curve_allow)) if args.curve_secret else None
     config = KernelConfig(endpoint=args.endpoint, max_message_size=args.max_msg_size, workers=args.workers)
     check_exposure(config.endpoint, curve, args.insecure)
+    if args.method_wall_seconds <= 0 or args.method_cpu_seconds < 1 or args.method_memory_mib < 64:
+        raise BatosError("--method-wall-seconds must be positive, --method-cpu-seconds at least 1, --method-memory-mib at least 64")
     assembly = Assembly(kernel=config, cycle=CycleConfig(max_attempts=args.max_attempts),
                         loops=loops_config(args),  # refused before anything is opened
-                        metalog=metalog_path(args.image))
+                        metalog=metalog_path(args.image),
+                        method_limits=MethodLimits(args.method_wall_seconds, args.method_cpu_seconds, args.method_memory_mib << 20),
+                        unsafe_methods=args.unsafe_unsandboxed_methods)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger("batos.kernel")
     if args.model_threads is not None and args.model_threads < 1:
@@ -77,6 +91,12 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     finally:
         pool.close()
     log.info("kernel on %s stopped; image closed", bound)
+    if any(t is not threading.current_thread() and not t.daemon for t in threading.enumerate()):
+        # A thread the grace abandoned (a model call) would keep the process
+        # alive at exit; the image is closed, so nothing is lost by leaving now.
+        log.warning("leaving threads that outlived the shutdown grace")
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

@@ -55,13 +55,27 @@ def cmd_ping(args: argparse.Namespace) -> int:
     status = reply.status
     print(f"kernel up: pid {status['pid']}, batos {status['version']}, uptime {status['uptime_s']:.1f}s")
     print(f"image:    {status['image']}")
-    print(f"messages: {status['in_flight']} in flight, {status['handled']} handled; cycles running: {status['cycles_running']}")
+    print(f"messages: {status['in_flight']} in flight, {status['handled']} handled, {status.get('queued', 0)} waiting for a worker"
+          f"{' (oldest %.1fs)' % status['oldest_queued_s'] if status.get('oldest_queued_s') else ''}; cycles running: {status['cycles_running']}")
+    sandbox = status.get("sandbox")
+    if sandbox:
+        print(f"methods:  {protection_line(sandbox['protections'])}; workers {sandbox['busy']}/{sandbox['workers']} busy, "
+              f"{sandbox['calls']} calls, {sandbox['faults']} stopped by a limit or the sandbox")
     print(f"models:   {', '.join(status['models_loaded']) or 'none loaded'}")
     loops = status.get("loops")
     if loops:
         print(f"loops:    heartbeat {'on' if loops['heartbeat'] else 'off'}; goals {loops['goals_pending']} pending, {loops['goals_running']} running; "
               f"{loops['proposals_pending']} codex proposal(s) await the Architect")
     return 0
+
+
+def protection_line(p: dict[str, Any]) -> str:
+    """What contains stored methods, as the kernel reported it."""
+    if p.get("refused"):
+        return f"REFUSED TO RUN: {p['refused']}"
+    if p.get("unsafe"):
+        return "UNSAFE: separate rlimited processes WITHOUT seccomp/Landlock (--unsafe-unsandboxed-methods)"
+    return f"sandboxed (seccomp-bpf, Landlock ABI {p['landlock_abi']}, no_new_privs, rlimits)"
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""``batos methods``: list, show, revert or forget an object's methods.
+"""``batos methods``: list, show, define, revert or forget an object's methods.
+
+``define`` is the Architect's way to install a method written by hand: the
+file is audited by the guardian exactly as a cycle's candidate is, and
+installed with author ``architect``. (Stored methods themselves can never
+install, revert or forget methods: they run in the sandbox.)
 
 Reading works on the image directly (read-only, beside a running kernel);
 a change goes to the image when it is free, else through the kernel that
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from batos.cli.common import Commands, add_command, endpoint_arg
@@ -21,9 +27,10 @@ from batos.core.uvm import MethodRecord
 
 
 def register(commands: Commands) -> None:
-    p = add_command(commands, "methods", cmd_methods, "list, show, revert or forget methods (learned or written by hand)", image=True)
+    p = add_command(commands, "methods", cmd_methods, "list, show, define, revert or forget methods (learned or written by hand)", image=True)
     endpoint_arg(p)
-    p.add_argument("words", nargs="+", metavar="ARG", help="TARGET [SELECTOR] | revert TARGET SELECTOR [VERSION] | forget TARGET SELECTOR")
+    p.add_argument("words", nargs="+", metavar="ARG",
+                   help="TARGET [SELECTOR] | define TARGET SELECTOR FILE | revert TARGET SELECTOR [VERSION] | forget TARGET SELECTOR")
     p.add_argument("--source", action="store_true", help="print the installed source")
     p.add_argument("--history", action="store_true", help="list every version")
 
@@ -39,11 +46,14 @@ def _target(root: Any, name: str) -> Any:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     words = list(args.words)
-    action = words.pop(0) if words and words[0] in ("revert", "forget") else None
+    action = words.pop(0) if words and words[0] in ("define", "revert", "forget") else None
+    if action == "define":
+        return _define(args, words)
     if action is not None:
         return _change_method(args, action, words)
     if not 1 <= len(words) <= 2:
-        raise BatosError("usage: batos methods TARGET [SELECTOR] [--source|--history] | revert TARGET SELECTOR [VERSION] | forget TARGET SELECTOR")
+        raise BatosError("usage: batos methods TARGET [SELECTOR] [--source|--history] | define TARGET SELECTOR FILE"
+                         " | revert TARGET SELECTOR [VERSION] | forget TARGET SELECTOR")
     with open_image(args.image, read_only=args.image_is_file) as image, reading(image.db) as root:
         obj = _target(root, words[0])
         if len(words) == 1:
@@ -68,6 +78,36 @@ def cmd_methods(args: argparse.Namespace) -> int:
             print(record.source, end="")
         else:
             print(f"{selector} v{record.version} by {record.author}, {len(record.history)} version(s); --source or --history for more")
+    return 0
+
+
+def _define(args: argparse.Namespace, words: list[str]) -> int:
+    """Audit FILE as the guardian audits a candidate, then install it as the Architect's."""
+    from batos.cognition.guardian import audit
+
+    if len(words) != 3:
+        raise BatosError("usage: batos methods define TARGET SELECTOR FILE")
+    target, selector, path = words
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BatosError(f"cannot read {path}: {exc}") from None
+    report = audit(text, selector)
+    if not report.accepted:
+        raise BatosError(f"the guardian refuses {path} as {selector!r}:\n" + "\n".join(f"  {e}" for e in report.errors))
+    assert report.source is not None
+    try:
+        image = open_image(args.image)
+    except ImageError as exc:
+        if "locked" not in str(exc):
+            raise
+        return _change_through_kernel(args, target, "define_method", [selector, report.source])
+    with image:
+        def work(root: Any) -> dict[str, Any]:
+            return _target(root, target).define_method(selector, report.source).summary()
+
+        done = transact(image.db, work, note=f"define {target}.{selector}")
+    print(f"define: {target}.{selector} -> v{done['version']} by {done['author']}")
     return 0
 
 

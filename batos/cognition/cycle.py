@@ -41,7 +41,8 @@ from batos.core.metalog import MetaLog
 from batos.core.refs import name_of, oid_hex
 from batos.core.txn import reading, transact
 from batos.core.uvm import UvmObject
-from batos.sandbox.trial import Limits, TrialResult, checks_from_intent, run_trial
+from batos.sandbox.runtime import MethodLimits, MethodRuntime, installed
+from batos.sandbox.trial import TrialResult, checks_from_intent, run_trial
 from batos.substrate.llm import ModelError
 from batos.substrate.personas import Personas
 
@@ -52,7 +53,7 @@ Progress = Callable[[str, str], None]
 class CycleConfig:
     max_attempts: int = 3
     max_restarts: int = 3
-    limits: Limits = Limits()
+    limits: MethodLimits | None = None  # None: the receiver's, else the sandbox's defaults
     plan_tokens: int = 160
     code_tokens: int = 700
 
@@ -147,12 +148,14 @@ class CycleEngine:
         *,
         config: CycleConfig = CycleConfig(),
         log: MetaLog | None = None,
+        sandbox: MethodRuntime | None = None,
     ) -> None:
         install_hooks()  # an image driven by an engine learns what it does not understand
         self.db = db
         self.personas = personas  # HostedPersonas in the product; batos.testing.SharedPersonas in tests
         self.config = config
         self.log = log
+        self.sandbox = sandbox  # None: the process's installed method runtime
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
         # called with (cycle_id, outcome) when a cycle this engine drove ends: the slower loops listen
@@ -351,7 +354,10 @@ class CycleEngine:
         trial: TrialResult | None = None
         checks = checks_from_intent(step.intent)
         if report.accepted:
-            trial = run_trial(step.selector, report.source, step.receiver, step.args, step.kwargs, checks, self.config.limits)
+            with reading(self.db) as root:
+                cycle = root["orchestrator"].cycles[step.cycle]
+                trial = run_trial(self.sandbox or installed(), cycle.target, step.selector, report.source,
+                                  list(cycle.args), dict(cycle.kwargs), checks, self.config.limits)
         self._record("audit", cycle=step.cycle, attempt=attempt, accepted=report.accepted, errors=report.errors)
         if trial is not None:
             self._record("trial", cycle=step.cycle, attempt=attempt, **trial.as_dict())

@@ -47,7 +47,7 @@ def plan_prompt(step: StepInput) -> str:
 
 def code_prompt(step: StepInput) -> str:
     receiver = step.receiver
-    slots = ", ".join(f"{k}={v!r}"[:80] for k, v in receiver["slots"].items()) or "(none)"
+    slots = ", ".join(f"{k}={v}"[:80] for k, v in receiver["slots"].items()) or "(none)"
     methods = "\n".join(f"  self.{_signature(src, sel)}" for sel, src in receiver["methods"].items()) or "  (none)"
     parts = [
         f"Object: {step.target_name}\nIts slots: {slots}\nMethods it already has (call them as self.<name>(...)):\n{methods}",

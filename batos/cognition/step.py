@@ -2,8 +2,9 @@
 
 A step runs model inference and trial runs outside any transaction, so it
 must not hold persistent objects: :func:`read_step` copies what it needs out
-of the image into a frozen :class:`StepInput` (arguments detached, the
-receiver snapshotted for the sandbox, the latest artifacts unpacked).
+of the image into a frozen :class:`StepInput` (the arguments and the
+receiver described for prompts, the latest artifacts unpacked). The trial
+reads the live receiver and arguments again, in its own transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 from batos.cognition.artifacts import Brief, Candidate, Context, Plan, Verdict, latest
 from batos.cognition.states import CycleState
 from batos.core.refs import name_of, oid_hex
-from batos.sandbox.trial import detach, snapshot
 
 
 def call_text(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
@@ -31,13 +31,13 @@ class StepInput:
     state: CycleState
     attempt: int  # the attempt being made: 0 for the first candidate
     selector: str
-    args: list[Any]  # detached: plain values the sandbox can pickle
-    kwargs: dict[str, Any]
+    args: list[str]  # the arguments' reprs, for prompts
+    kwargs: dict[str, str]
     call: str  # the arguments as text, for prompts and the brief
     intent: str
     target_name: str
     target_ref: str  # the receiver's OID, hex
-    receiver: dict[str, Any]  # the sandbox's snapshot: name, slots, other methods' sources
+    receiver: dict[str, Any]  # for the prompt: its slots (short reprs) and the methods it understands (sources)
     system: str  # BRICK's system prompt
     pins: dict[str, dict[str, Any]] | None  # the persona versions the brief pinned
     queries: list[str]  # the plan's
@@ -59,13 +59,13 @@ def read_step(root: Any, cycle_id: str) -> StepInput:
         state=CycleState(cycle.state),
         attempt=cycle.attempt,
         selector=cycle.selector,
-        args=[detach(a) for a in cycle.args],
-        kwargs={k: detach(v) for k, v in cycle.kwargs.items()},
+        args=[repr(a)[:200] for a in cycle.args],
+        kwargs={k: repr(v)[:200] for k, v in cycle.kwargs.items()},
         call=call_text(cycle.args, cycle.kwargs),
         intent=cycle.intent,
         target_name=name_of(target),
         target_ref=oid_hex(target),
-        receiver=snapshot(target, cycle.selector),
+        receiver=describe_receiver(target, cycle.selector),
         system=root["brick"].system_prompt(),
         pins=brief.pins if brief else None,
         queries=plan.queries if plan else [],
@@ -75,3 +75,15 @@ def read_step(root: Any, cycle_id: str) -> StepInput:
         # only the verdict on the attempt just before this one is feedback for it
         feedback=verdict.feedback if verdict and verdict.attempt == cycle.attempt - 1 else "",
     )
+
+
+def describe_receiver(receiver: Any, selector: str) -> dict[str, Any]:
+    """What the code prompt shows of the receiver: its slots as short reprs,
+    and the sources of the methods it understands (its own first)."""
+    methods: dict[str, str] = {}
+    for obj in receiver.ancestors():
+        for name in obj.method_names():
+            if name != selector and name not in methods:
+                methods[name] = obj.method_record(name).source
+    slots = {k: repr(getattr(receiver, k))[:60] for k in receiver.slot_names() if k != "parents"}
+    return {"slots": slots, "methods": methods}

@@ -106,7 +106,7 @@ class MethodFault(CodedError):
         self.exc_type = exc_type
 
 
-class MethodsNotRunnable(CodedError):
+class MethodsNotRunnable(MethodFault):
     """Stored methods run only in a sandbox; this process has none installed."""
 
     def __init__(self, message: str = "stored methods run only in a sandboxed worker, and no method runtime is installed in this process") -> None:

@@ -22,6 +22,7 @@ from batos.core.metalog import FILENAME, MetaLog
 from batos.core.txn import reading
 from batos.kernel.core import Kernel, KernelConfig
 from batos.loops.service import Loops, LoopsConfig
+from batos.sandbox.runtime import MethodLimits, MethodRuntime
 from batos.substrate.adapters import stage_adapters
 from batos.substrate.embedded import assemble as assemble_embedded
 from batos.substrate.modelhost import ModelPool
@@ -68,6 +69,8 @@ class Assembly:
     cycle: CycleConfig = CycleConfig()
     loops: LoopsConfig | None = LoopsConfig()  # None: no slower loops (a kernel that only learns)
     metalog: Path | None = None
+    method_limits: MethodLimits = MethodLimits()
+    unsafe_methods: bool = False  # run stored methods without seccomp/Landlock (the loud flag)
 
 
 @contextmanager
@@ -79,15 +82,34 @@ def assembled(image: Image, personas: Personas | None, assembly: Assembly = Asse
     block ends, whatever ended it.
     """
     install_hooks()
-    metalog = MetaLog(assembly.metalog) if personas is not None and assembly.metalog is not None else None
-    engine = CycleEngine(image.db, personas, config=assembly.cycle, log=metalog) if personas is not None else None
+    metalog = MetaLog(assembly.metalog) if assembly.metalog is not None else None
+    sandbox = MethodRuntime(size=assembly.kernel.workers, limits=assembly.method_limits, unsafe=assembly.unsafe_methods,
+                            events=metalog.record if metalog is not None else None).install()
+    report_protections(sandbox)
+    sandbox.warm()
+    engine = CycleEngine(image.db, personas, config=assembly.cycle, log=metalog, sandbox=sandbox) if personas is not None else None
     loops = Loops(image, personas, engine, assembly.loops, metalog) if personas is not None and assembly.loops is not None else None
     if loops is not None:
         loops.start()
     try:
-        yield Kernel(image, assembly.kernel, engine, pool, loops)
+        yield Kernel(image, assembly.kernel, engine, pool, loops, sandbox)
     finally:
         if loops is not None:
             loops.close()
+        sandbox.close()
         if metalog is not None:
             metalog.close()
+
+
+def report_protections(sandbox: MethodRuntime) -> None:
+    """Say at start what contains stored methods; loudly when it is less than everything."""
+    p = sandbox.protections
+    if sandbox.refused:
+        log.error("STORED METHODS WILL NOT RUN: %s", sandbox.refused)
+    elif sandbox.unsafe:
+        log.warning("UNSAFE: stored methods run in separate rlimited processes WITHOUT seccomp or Landlock "
+                    "(--unsafe-unsandboxed-methods); learned code can reach the network and the file system")
+    else:
+        log.info("stored methods run sandboxed: seccomp-bpf, Landlock ABI %d, no_new_privs, rlimits "
+                 "(%gs wall, %ds CPU, %d MiB per call)", p.landlock_abi, sandbox.limits.wall_seconds,
+                 sandbox.limits.cpu_seconds, sandbox.limits.memory_bytes >> 20)

@@ -24,7 +24,7 @@ from transaction.interfaces import TransientError
 from ZODB.POSException import POSKeyError
 
 from batos import __version__
-from batos.core.errors import BatosError, CodedError, ErrorCode, InvalidName, MessageNotUnderstood
+from batos.core.errors import BatosError, CodedError, ErrorCode, InvalidName, MessageNotUnderstood, MethodFault
 from batos.core.hooks import Learning
 from batos.core.image import Image, root_names, root_object
 from batos.core.refs import name_of, oid_bytes, oid_hex
@@ -57,6 +57,17 @@ class Services(Protocol):
     def served(self, in_flight: Callable[[], int]) -> None: ...
 
     def touch(self) -> None: ...
+
+
+class Sandbox(Protocol):
+    """What the kernel needs from the stored methods' runtime (``batos.sandbox.runtime.MethodRuntime``),
+    which the composition root installs as the object model's runner."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
 log = logging.getLogger(__name__)
 MAX_DEPTH = 32
 MAX_REPR = 500
@@ -160,7 +171,8 @@ class WireValues:
             text = repr(value)
         except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not break the reply
             text = f"<unrepresentable: {type(exc).__name__}>"
-        return {"$repr": text[:MAX_REPR], "type": type(value).__name__}
+        # a value the sandbox could only describe carries its own type's name
+        return {"$repr": text[:MAX_REPR], "type": getattr(value, "type_name", None) or type(value).__name__}
 
     def arg(self, value: Any) -> Any:
         """Arguments: ``{"$ref": OID}`` maps to the object; everything else is data."""
@@ -210,14 +222,18 @@ class Kernel:
     """
 
     def __init__(self, image: Image, config: KernelConfig = KernelConfig(), engine: Learner | None = None, pool: Any = None,
-                 loops: Services | None = None) -> None:
+                 loops: Services | None = None, sandbox: Sandbox | None = None) -> None:
         self.image = image
+        self.sandbox = sandbox
         self.config = config
         self.engine = engine
         self.pool = pool  # the ModelPool hosting loaded models, for status
         self.loops = loops
         self.started = time.time()
         self._lock = threading.Lock()
+        self._running: dict[int, float] = {}  # request number -> when it started
+        self._targets: dict[str, threading.Lock] = {}
+        self._next = 0
         self.in_flight = 0
         self.handled = 0
         if loops is not None:
@@ -232,16 +248,30 @@ class Kernel:
             "uptime_s": round(time.time() - self.started, 3),
             "in_flight": self.in_flight,
             "handled": self.handled,
+            "oldest_running_s": self._oldest_running(),
+            "sandbox": self.sandbox.status() if self.sandbox is not None else None,
             **(self.engine.status() if self.engine else {"cycles_running": 0, "models_loaded": [], "model_calls": 0}),
             "model_memory": self.pool.status() if self.pool is not None else None,
             "loops": self.loops.summary() if self.loops is not None else None,
         }
 
-    def _track(self, delta: int) -> None:
+    def _begin(self) -> int:
         with self._lock:
-            self.in_flight += delta
-            if delta < 0:
-                self.handled += 1
+            self.in_flight += 1
+            self._next += 1
+            self._running[self._next] = time.monotonic()
+            return self._next
+
+    def _end(self, number: int) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.handled += 1
+            del self._running[number]
+
+    def _oldest_running(self) -> float | None:
+        with self._lock:
+            oldest = min(self._running.values(), default=None)
+        return round(time.monotonic() - oldest, 3) if oldest is not None else None
 
     # -- send -------------------------------------------------------------------
 
@@ -251,7 +281,7 @@ class Kernel:
         Every request gets a reply: a bug anywhere below becomes an
         ``internal`` error rather than a silence the client would retry into.
         """
-        self._track(+1)
+        number = self._begin()
         try:
             handler = self._service_handler(request)
             if handler is not None:
@@ -270,6 +300,8 @@ class Kernel:
         except _MethodFailed as exc:
             error = exc.error
             return Error(id=request.id, code=ErrorCode.METHOD_ERROR, message=f"{type(error).__name__}: {error}", exc_type=type(error).__name__)
+        except MethodFault as exc:  # a stored method raised, or its sandbox stopped it
+            return Error(id=request.id, code=exc.code, message=str(exc), exc_type=exc.exc_type)
         except TransientError as exc:
             return Error(id=request.id, code=ErrorCode.CONFLICT, message=f"gave up after {self.config.conflict_attempts} conflicting attempts: {exc}")
         except BatosError as exc:
@@ -278,7 +310,7 @@ class Kernel:
             log.exception("internal error serving %s %s", request.target, request.selector)
             return Error(id=request.id, code=ErrorCode.INTERNAL, message=f"internal error: {type(exc).__name__}: {exc}")
         finally:
-            self._track(-1)
+            self._end(number)
             if self.loops is not None:
                 self.loops.touch()
 
@@ -295,6 +327,20 @@ class Kernel:
         return self.loops.handler(name, request.selector) if name is not None else None
 
     def _transact_send(self, request: Send) -> Any:
+        # Sends to one receiver take turns: a stored method runs for
+        # milliseconds in its worker, and concurrent writers to one object
+        # would otherwise conflict and retry into the bound.
+        with self._target_lock(request.target):
+            return self._transact(request)
+
+    def _target_lock(self, target: str) -> threading.Lock:
+        with self._lock:
+            lock = self._targets.get(target)
+            if lock is None:
+                lock = self._targets[target] = threading.Lock()
+            return lock
+
+    def _transact(self, request: Send) -> Any:
         return transact(
             self.image.db,
             lambda root: self._send_in_transaction(root, request),
@@ -353,7 +399,7 @@ class Kernel:
     def _call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except TransientError:
+        except (TransientError, MethodFault):
             raise
         except BaseException as exc:  # noqa: BLE001 - a method may raise anything, even SystemExit
             raise _MethodFailed(exc) from None

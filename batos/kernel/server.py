@@ -12,10 +12,11 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import zmq
@@ -74,6 +75,8 @@ class KernelServer:
         self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="batos-worker")
         self.tasks: set[asyncio.Future[Any]] = set()
         self.bound: str | None = None
+        self.abandoned = False  # messages were still running when the grace ran out
+        self.queued: dict[object, float] = {}  # received, not yet on a worker thread: since when
 
     def _open_socket(self, context: zmq.asyncio.Context) -> zmq.asyncio.Socket:
         sock = context.socket(zmq.ROUTER)
@@ -122,7 +125,8 @@ class KernelServer:
             if auth is not None:
                 auth.stop()
             context.term()
-            self.executor.shutdown(wait=True)
+            # After the grace nothing is waited for: stuck threads are abandoned.
+            self.executor.shutdown(wait=not self.abandoned, cancel_futures=True)
 
     async def _receive_until(self, sock: zmq.asyncio.Socket, stop: asyncio.Event) -> None:
         stopping = asyncio.ensure_future(stop.wait())
@@ -142,9 +146,13 @@ class KernelServer:
         log.info("waiting up to %.0fs for %d in-flight message(s)", self.config.shutdown_grace, len(self.tasks))
         _done, pending = await asyncio.wait(self.tasks, timeout=self.config.shutdown_grace)
         if pending:
-            # Their threads cannot be interrupted; their transactions are never
-            # committed, because the process exits before they reach commit.
+            # Stored methods are killed with their workers (their calls end at
+            # once); other threads cannot be interrupted: their transactions are
+            # never committed, because the process exits before they commit.
             log.warning("%d message(s) still running at shutdown; their transactions are abandoned", len(pending))
+            self.abandoned = True
+            if self.kernel.sandbox is not None:
+                self.kernel.sandbox.close()
 
     def _dispatch(self, sock: zmq.asyncio.Socket, frames: list[bytes]) -> None:
         if len(frames) < 2:
@@ -162,7 +170,7 @@ class KernelServer:
             return
         if isinstance(request, Ping):
             try:
-                self._reply(sock, envelope, Pong(id=request.id, status=self.kernel.status()))
+                self._reply(sock, envelope, Pong(id=request.id, status={**self.kernel.status(), **self._queue_status()}))
             except Exception as exc:  # noqa: BLE001 - a broken status still answers the ping
                 log.exception("status failed")
                 self._reply(sock, envelope, Error(id=request.id, code=ErrorCode.INTERNAL, message=f"status failed: {type(exc).__name__}: {exc}"))
@@ -177,11 +185,24 @@ class KernelServer:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _queue_status(self) -> dict[str, Any]:
+        """Messages received but waiting for a free worker thread: the
+        watchdog's sign of stuck work (pings are answered on the event loop)."""
+        oldest = min(self.queued.values(), default=None)
+        return {"workers": self.config.workers, "queued": len(self.queued),
+                "oldest_queued_s": round(time.monotonic() - oldest, 3) if oldest is not None else None}
+
+    def _started(self, token: object, work: Callable[..., Any], *args: Any) -> Any:
+        self.queued.pop(token, None)
+        return work(*args)
+
     async def _run(self, sock: zmq.asyncio.Socket, envelope: list[bytes], request: Send | Inspect) -> None:
         """One request to its final reply, which always comes and always closes its ledger entry:
         a request left RUNNING would swallow every retry of its client."""
         loop = asyncio.get_running_loop()
         final: Any
+        token = object()
+        self.queued[token] = time.monotonic()
         try:
             if isinstance(request, Send):
                 self._reply(sock, envelope, Ack(id=request.id))
@@ -190,12 +211,14 @@ class KernelServer:
                     reply = Progress(id=request.id, state=state, detail=detail)
                     loop.call_soon_threadsafe(self._reply, sock, envelope, reply)
 
-                final = await loop.run_in_executor(self.executor, self.kernel.send, request, progress)
+                final = await loop.run_in_executor(self.executor, self._started, token, self.kernel.send, request, progress)
             else:
-                final = await loop.run_in_executor(self.executor, self.kernel.inspect, request)
+                final = await loop.run_in_executor(self.executor, self._started, token, self.kernel.inspect, request)
         except Exception as exc:  # noqa: BLE001 - see the docstring
             log.exception("internal error serving request %s", request.id)
             final = Error(id=request.id, code=ErrorCode.INTERNAL, message=f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self.queued.pop(token, None)
         self.ledger.finish(envelope[0], request.id, final)
         self._reply(sock, envelope, final)
 

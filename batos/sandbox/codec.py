@@ -49,7 +49,7 @@ class Opaque:
 class Described:
     """A result that is not plain data, as ``repr`` wrote it (results only)."""
 
-    type: str
+    type_name: str
     text: str
 
     def __repr__(self) -> str:
@@ -85,7 +85,7 @@ def encode(value: Any, ref: Callable[[Any], str | None], fallback: bool = False)
         if isinstance(v, Opaque):
             return {"$": "opaque", "v": v.description}
         if isinstance(v, Described):
-            return {"$": "repr", "v": [v.type, v.text]}
+            return {"$": "repr", "v": [v.type_name, v.text]}
         oid = ref(v)
         if oid is not None:
             return {"$": "ref", "v": oid}

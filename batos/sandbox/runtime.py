@@ -35,12 +35,12 @@ from collections.abc import Mapping, Set
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
-from batos.core.errors import ErrorCode, InvalidName, MethodFault
+from batos.core.errors import ErrorCode, InvalidName, MethodFault, MethodsNotRunnable
 from batos.core.hooks import HOOKS
 from batos.core.refs import name_of, oid_hex
 from batos.core.uvm import MethodRecord, UvmObject, check_selector
 from batos.sandbox import codec, lockdown
-from batos.sandbox.codec import CodecError, Described, Opaque, Ref
+from batos.sandbox.codec import CodecError, Described, Opaque
 
 log = logging.getLogger(__name__)
 Events = Callable[..., None]  # (event, **fields): the metalog's record
@@ -164,16 +164,23 @@ class Worker:
         return (None if violation else done), frame
 
     def destroy(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        for fd in (self._to_worker, self._from_worker):
+        """Kill the supervisor and its child. Idempotent; the descriptors stay
+        open until the object goes, so a thread still reading sees EOF, not a
+        reused descriptor."""
+        if self.proc.returncode is None:
             try:
-                os.close(fd)
-            except OSError:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
+        self.proc.wait()
+
+    def __del__(self) -> None:
+        for fd in (getattr(self, "_to_worker", -1), getattr(self, "_from_worker", -1)):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def stop(self) -> None:
         try:
@@ -272,6 +279,7 @@ class MethodRuntime:
         self.events = events
         self.protections = lockdown.probe()
         self._idle: list[Worker] = []
+        self._alive: set[Worker] = set()
         self._count = 0
         self._busy = 0
         self._waiting: dict[int, float] = {}
@@ -301,7 +309,9 @@ class MethodRuntime:
 
     def install(self) -> "MethodRuntime":
         """Make this the process's runner for stored methods."""
+        global _installed
         HOOKS.run_method = self.run
+        _installed = self
         return self
 
     def warm(self) -> None:
@@ -315,7 +325,7 @@ class MethodRuntime:
                     return
                 self._count += 1
             try:
-                worker = Worker(self.unsafe)
+                worker = self._spawn()
             except Exception:  # noqa: BLE001 - a worker that cannot start is reported when a call needs one
                 log.exception("a sandbox worker did not start")
                 with self._cond:
@@ -323,15 +333,30 @@ class MethodRuntime:
                 return
             self._checkin(worker)
 
+    def _spawn(self) -> Worker:
+        worker = Worker(self.unsafe)
+        with self._cond:
+            self._alive.add(worker)
+        return worker
+
     def close(self) -> None:
+        """Stop every worker, busy ones included: a call still running ends
+        with ``method_killed`` at once, so a graceful stop never waits on one."""
         with self._cond:
             self._closed = True
             idle, self._idle = self._idle, []
+            busy = self._alive - set(idle)
+            self._alive.clear()
             self._cond.notify_all()
         for worker in idle:
             worker.stop()
+        for worker in busy:
+            worker.destroy()
+        global _installed
         if HOOKS.run_method == self.run:
             HOOKS.run_method = None
+        if _installed is self:
+            _installed = None
 
     def _checkout(self) -> Worker:
         me = threading.get_ident()
@@ -349,7 +374,7 @@ class MethodRuntime:
             finally:
                 del self._waiting[me]
         try:
-            return Worker(self.unsafe)
+            return self._spawn()
         except Exception as exc:
             with self._cond:
                 self._count -= 1
@@ -364,7 +389,7 @@ class MethodRuntime:
             if worker is None:
                 self._count -= 1
             elif self._closed:
-                worker.stop()
+                worker.destroy()
                 self._count -= 1
             else:
                 self._idle.append(worker)
@@ -409,11 +434,15 @@ class MethodRuntime:
             done, exit_report = worker.call(message, serve, limits.wall_seconds)
         except WorkerLost as exc:
             worker.destroy()
+            with self._cond:
+                self._alive.discard(worker)
             self._checkin(None, was_busy=True)
             self._fault(receiver, selector, "method_killed", str(exc))
             raise MethodFault(ErrorCode.METHOD_KILLED, f"{selector}: the sandbox worker was lost ({exc}); the call's changes are discarded") from None
         except BaseException:
             worker.destroy()
+            with self._cond:
+                self._alive.discard(worker)
             self._checkin(None, was_busy=True)
             raise
         self._checkin(worker, was_busy=True)
@@ -439,7 +468,7 @@ class MethodRuntime:
             where = f" (line {error['line']} of {error['method']})" if error.get("line") else ""
             if kind == "MemoryError":
                 self._fault(receiver, selector, "method_memory", text)
-                return MethodFault(ErrorCode.METHOD_MEMORY, f"{selector} ran out of its memory limit of {limits.memory_bytes >> 20} MiB{where}", kind)
+                return MethodFault(ErrorCode.METHOD_MEMORY, f"MemoryError: {selector} ran out of its memory limit of {limits.memory_bytes >> 20} MiB{where}", kind)
             return MethodFault(ErrorCode.METHOD_ERROR, f"{kind}: {text}{where}", kind)
         sig = exit_report.get("signal")
         if exit_report.get("timed_out"):
@@ -495,6 +524,16 @@ class MethodRuntime:
                 self.events("covenant_breach", target=name_of(receiver), selector=selector, slots=breaches)
 
 
+_installed: MethodRuntime | None = None
+
+
+def installed() -> MethodRuntime:
+    """The runtime this process runs stored methods with (for trials)."""
+    if _installed is None:
+        raise MethodsNotRunnable()
+    return _installed
+
+
 def _holds(value: Any, kinds: tuple[type, ...], depth: int = 0) -> bool:
     if isinstance(value, kinds):
         return True
@@ -507,4 +546,3 @@ def _holds(value: Any, kinds: tuple[type, ...], depth: int = 0) -> bool:
     return False
 
 
-__all__ = ["MethodLimits", "MethodRuntime", "Ref", "UNSAFE_FLAG", "Worker", "limits_for", "plain"]

@@ -1,12 +1,13 @@
-"""The trial: run an audited candidate in a child process before installing it.
+"""The trial: run an audited candidate in the sandbox before installing it.
 
-The child (:mod:`batos.sandbox.trial_child`) gets a *detached copy* of the receiver's
-slot values (plain data; other persistent objects become stubs), the sources
-of the methods the receiver already understands, and the message's own
-arguments. It runs under CPU-time and address-space limits, a wall-clock
-time-out enforced here by killing its process group, in a temporary working
-directory, with an audit hook refusing network, processes and writes
-elsewhere. An infinite loop or a memory bomb ends the child, never the kernel.
+The candidate runs exactly as an installed method would (:mod:`batos.sandbox.runtime`:
+a locked-down worker, hard limits per call), on the real receiver, but its
+changes are never applied. Each run (the message's own arguments, then each
+check) is a fresh call on the receiver as the image holds it.
+
+The verdict is the kernel's: the worker returns values, never "passed", and
+the expected values of the checks never reach it, so a candidate that
+writes a fake verdict, or exits early, cannot make itself pass.
 
 Examples in the intent ("``>>> f(2)`` / ``4``", "``f(2) == 4``", "for example
 f(2) returns 4") become checks the trial runs as well.
@@ -15,31 +16,16 @@ f(2) returns 4") become checks the trial runs as well.
 from __future__ import annotations
 
 import ast
-import json
-import os
-import pickle
+import math
 import re
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from batos.core.uvm import UvmObject
-from batos.core.refs import name_of
-
-CHILD = Path(__file__).with_name("trial_child.py")
-
-
-@dataclass(frozen=True)
-class Limits:
-    cpu_seconds: int = 5
-    memory_bytes: int = 512 << 20
-    wall_seconds: float = 10.0
+from batos.core.errors import MethodFault
+from batos.core.uvm import MethodRecord, UvmObject
+from batos.sandbox.runtime import MethodLimits, MethodRuntime
 
 
 @dataclass(frozen=True)
@@ -112,116 +98,52 @@ def checks_from_intent(intent: str | None) -> list[Check]:
     return found
 
 
-# -- the detached receiver -------------------------------------------------------
-
-
-def detach(value: Any, depth: int = 0) -> Any:
-    """Plain-data copy of a slot value; persistent objects become stubs."""
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
-        return value
-    if depth > 20:
-        return _stub(repr(value)[:80])
-    if isinstance(value, UvmObject):
-        return _stub(value.describe()[:80])
-    if isinstance(value, Mapping) or type(value).__module__.startswith("BTrees"):
-        return {detach(k, depth + 1): detach(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "PersistentList":
-        items = [detach(v, depth + 1) for v in value]
-        return tuple(items) if isinstance(value, tuple) else items
-    if isinstance(value, Set):
-        return {detach(v, depth + 1) for v in value}
-    try:
-        pickle.dumps(value)
-        return value
-    except Exception:  # noqa: BLE001 - unpicklable: the trial gets a description
-        return _stub(repr(value)[:80])
-
-
-def _stub(description: str) -> Any:
-    # Built by the child: it has its own Stub class and never imports batos.
-    return _StubMarker(description)
-
-
-class _StubMarker:
-    def __init__(self, description: str) -> None:
-        self.description = description
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_make_child_stub, (self.description,))
-
-
-def _make_child_stub(description: str) -> Any:
-    main = sys.modules.get("__main__")
-    return main.Stub(description) if main is not None and hasattr(main, "Stub") else description
-
-
-def snapshot(receiver: UvmObject, selector: str) -> dict[str, Any]:
-    """What the child needs of the receiver: name, slot copies, other methods' sources."""
-    methods: dict[str, str] = {}
-    for obj in receiver.ancestors():
-        for name in obj.method_names():
-            if name != selector and name not in methods:
-                methods[name] = obj.method_record(name).source
-    slots = {k: detach(getattr(receiver, k)) for k in receiver.slot_names() if k != "parents"}
-    return {"name": name_of(receiver), "slots": slots, "methods": methods}
-
-
 # -- running it -------------------------------------------------------------------
 
 
+def same(got: Any, expected: Any) -> bool:
+    """Equality as a person reading the example means it: floats approximately,
+    a tuple equal to the list written in the example."""
+    if isinstance(got, float) or isinstance(expected, float):
+        try:
+            return math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12)
+        except TypeError:
+            return False
+    if isinstance(got, tuple) and isinstance(expected, list):
+        got = list(got)
+    return bool(got == expected)
+
+
 def run_trial(
+    sandbox: MethodRuntime,
+    receiver: UvmObject,
     selector: str,
     source: str,
-    receiver: dict[str, Any],
     args: list[Any],
     kwargs: dict[str, Any],
-    checks: list[Check] = (),  # type: ignore[assignment]
-    limits: Limits = Limits(),
+    checks: Sequence[Check] = (),
+    limits: MethodLimits | None = None,
 ) -> TrialResult:
-    payload = pickle.dumps(
-        {
-            **receiver,
-            "selector": selector,
-            "source": source,
-            "args": list(args),
-            "kwargs": dict(kwargs),
-            "checks": [{"text": c.text, "args": c.args, "kwargs": c.kwargs, "expected": c.expected} for c in checks],
-            "cpu_seconds": limits.cpu_seconds,
-            "memory_bytes": limits.memory_bytes,
-        }
-    )
+    """Inside a (reading) transaction: the candidate's calls and the kernel's verdict."""
+    record = MethodRecord(selector, source, 0, "trial", None)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="batos-trial-") as workdir:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", str(CHILD)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=workdir,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", "HOME": workdir},
-            start_new_session=True,  # its own process group: killed as a whole
-        )
-        try:
-            out, err = proc.communicate(payload, timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return TrialResult(False, error=f"timed out after {limits.wall_seconds:g}s (wall clock); is there an endless loop?", duration_s=time.monotonic() - started)
-    duration = time.monotonic() - started
-    if proc.returncode < 0:
-        sig = -proc.returncode
-        why = {signal.SIGXCPU: f"exceeded the CPU time limit of {limits.cpu_seconds}s", signal.SIGKILL: "was killed (CPU or memory limit)"}.get(sig, f"died with signal {sig}")
-        return TrialResult(False, error=f"the trial process {why}", duration_s=duration)
+
+    def call(call_args: Sequence[Any], call_kwargs: Mapping[str, Any]) -> Any:
+        return sandbox.run(receiver, receiver, record, list(call_args), dict(call_kwargs), override=source, apply=False, limits=limits)
+
+    result = TrialResult(ok=False)
     try:
-        report = json.loads(out)
-    except ValueError:
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        return TrialResult(False, error=f"the trial produced no readable result ({tail[0][:300]})", duration_s=duration)
-    error = report.get("error")
-    return TrialResult(
-        bool(report.get("ok")),
-        value=report.get("value"),
-        error=f"{error['type']}: {error['message']}" if error else None,
-        checks=report.get("checks", []),
-        duration_s=duration,
-    )
+        value = call(args, kwargs)
+        result.ok, result.value = True, repr(value)[:2000]
+    except MethodFault as exc:
+        result.error = str(exc)
+    for check in checks:
+        entry: dict[str, Any] = {"text": check.text, "expected": repr(check.expected)}
+        try:
+            got = call(check.args, check.kwargs)
+            entry["got"], entry["passed"] = repr(got)[:500], same(got, check.expected)
+        except MethodFault as exc:
+            entry["got"], entry["passed"] = str(exc)[:300], False
+        result.checks.append(entry)
+    result.duration_s = time.monotonic() - started
+    return result

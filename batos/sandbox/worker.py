@@ -127,7 +127,7 @@ class World:
 
     def add_state(self, oid: str, state: dict[str, Any]) -> None:
         slots = codec.decode(state["slots"], self.proxy)
-        self.states[oid] = {"slots": slots, "methods": dict(state["methods"]), "name": state["name"]}
+        self.states[oid] = {"slots": slots, "methods": dict(state["methods"]), "name": state["name"], "description": state["description"]}
         self.original[oid] = {k: self._packed(v) for k, v in slots.items()}
 
     def state(self, oid: str) -> dict[str, Any]:
@@ -245,8 +245,7 @@ class Proxy:
 
 
 def _describe(self: Proxy) -> str:
-    state = self._world.state(self._oid)
-    return str(state["name"])
+    return str(self._world.state(self._oid)["description"])
 
 
 def _slot_names(self: Proxy) -> list[str]:
