@@ -70,3 +70,42 @@ def test_revert_goes_through_the_running_kernel(image_uri, image, tmp_path):
         assert "via the kernel" in result.stdout and '"version": 3' in result.stdout
         listing = batos("methods", "genesis", "--image", image_uri)  # read-only beside the kernel
         assert listing.stdout.splitlines()[0].split()[:2] == ["double", "v3"]
+
+
+def test_define_audits_the_file_and_installs_it_as_the_architects(image_uri, image, tmp_path):
+    image.close()
+    good = tmp_path / "greet.py"
+    good.write_text("def greet(self, who):\n    return f'hello {who}'\n")
+    done = batos("methods", "define", "genesis", "greet", str(good), "--image", image_uri)
+    assert (done.returncode, done.stdout) == (0, "define: genesis.greet -> v1 by architect\n")
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\ndef greet(self, who):\n    return os.getcwd()\n")
+    refused = batos("methods", "define", "genesis", "greet", str(bad), "--image", image_uri)
+    assert refused.returncode == 1
+    assert "the guardian refuses" in refused.stderr and "Line 1: import of 'os' is not allowed" in refused.stderr
+    missing = batos("methods", "define", "genesis", "greet", str(tmp_path / "nope.py"), "--image", image_uri)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    with open_image(image_uri) as img, reading(img.db) as root:
+        record = root["genesis"].method_record("greet")
+        assert (record.version, record.author, record.source) == (1, "architect", "def greet(self, who):\n    return f'hello {who}'\n")
+        assert root["genesis"].greet("you") == "hello you"  # in the session's sandbox
+
+
+def test_limits_per_object_and_selector_reach_the_sandbox(image_uri, image):
+    transact(image.db, lambda root: root["genesis"].define_method("spin", "def spin(self):\n    while True:\n        pass\n"))
+    image.close()
+    done = batos("methods", "limits", "genesis", "spin", "--wall-seconds", "1.5", "--cpu-seconds", "5", "--image", image_uri)
+    assert (done.returncode, done.stdout) == (0, 'limits of genesis: {"spin": {"wall_seconds": 1.5, "cpu_seconds": 5}}\n')
+    from batos.core.errors import MethodFault
+
+    with open_image(image_uri) as img, reading(img.db) as root:
+        try:
+            root["genesis"].spin()
+        except MethodFault as exc:
+            assert (exc.code, str(exc)) == ("method_timeout", "spin did not finish within its wall-clock limit of 1.5s and was killed; its changes are discarded")
+        else:
+            raise AssertionError("spin returned")
+    cleared = batos("methods", "limits", "genesis", "spin", "--image", image_uri)
+    assert cleared.stdout == "limits of genesis: the kernel defaults\n"
+    bad = batos("methods", "limits", "genesis", "_p_jar", "--wall-seconds", "1", "--image", image_uri)
+    assert bad.returncode == 1 and "names starting with '_' are private" in bad.stderr

@@ -30,8 +30,12 @@ def register(commands: Commands) -> None:
     p = add_command(commands, "methods", cmd_methods, "list, show, define, revert or forget methods (learned or written by hand)", image=True)
     endpoint_arg(p)
     p.add_argument("words", nargs="+", metavar="ARG",
-                   help="TARGET [SELECTOR] | define TARGET SELECTOR FILE | revert TARGET SELECTOR [VERSION] | forget TARGET SELECTOR")
+                   help="TARGET [SELECTOR] | define TARGET SELECTOR FILE | revert TARGET SELECTOR [VERSION] | forget TARGET SELECTOR"
+                        " | limits TARGET [SELECTOR] [--wall-seconds S] [--cpu-seconds S] [--memory-mib M]")
     p.add_argument("--source", action="store_true", help="print the installed source")
+    p.add_argument("--wall-seconds", type=float, help="limits: wall-clock seconds per call")
+    p.add_argument("--cpu-seconds", type=int, help="limits: CPU seconds per call")
+    p.add_argument("--memory-mib", type=int, help="limits: address space per call in MiB")
     p.add_argument("--history", action="store_true", help="list every version")
 
 
@@ -46,9 +50,11 @@ def _target(root: Any, name: str) -> Any:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     words = list(args.words)
-    action = words.pop(0) if words and words[0] in ("define", "revert", "forget") else None
+    action = words.pop(0) if words and words[0] in ("define", "revert", "forget", "limits") else None
     if action == "define":
         return _define(args, words)
+    if action == "limits":
+        return _limits(args, words)
     if action is not None:
         return _change_method(args, action, words)
     if not 1 <= len(words) <= 2:
@@ -108,6 +114,38 @@ def _define(args: argparse.Namespace, words: list[str]) -> int:
 
         done = transact(image.db, work, note=f"define {target}.{selector}")
     print(f"define: {target}.{selector} -> v{done['version']} by {done['author']}")
+    return 0
+
+
+def _limits(args: argparse.Namespace, words: list[str]) -> int:
+    """Set (or, with no option, clear) an object's limits for its stored-method calls."""
+    if not 1 <= len(words) <= 2:
+        raise BatosError("usage: batos methods limits TARGET [SELECTOR] [--wall-seconds S] [--cpu-seconds S] [--memory-mib M]")
+    selector = words[1] if len(words) == 2 else "*"
+    limits: dict[str, float] = {}
+    if args.wall_seconds is not None:
+        limits["wall_seconds"] = args.wall_seconds
+    if args.cpu_seconds is not None:
+        limits["cpu_seconds"] = args.cpu_seconds
+    if args.memory_mib is not None:
+        limits["memory_bytes"] = args.memory_mib << 20
+    kwargs: dict[str, Any] = {"selector": selector, **limits}
+    try:
+        image = open_image(args.image)
+    except ImageError as exc:
+        if "locked" not in str(exc):
+            raise
+        from clients.client import KernelClient, make_send
+
+        with KernelClient(args.endpoint) as client:
+            reply = client.request(make_send(words[0], "set_method_limits", [], kwargs), timeout=60)
+        if reply.kind == "error":
+            raise BatosError(f"[{reply.code}] {reply.message}")
+        table = reply.value
+    else:
+        with image:
+            table = transact(image.db, lambda root: _target(root, words[0]).set_method_limits(**kwargs), note=f"limits {words[0]}")
+    print(f"limits of {words[0]}: {json.dumps(table) if table else 'the kernel defaults'}")
     return 0
 
 

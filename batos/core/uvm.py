@@ -391,6 +391,27 @@ class UvmObject(Persistent):
         self._method_changed(selector)
         return record
 
+    def set_method_limits(self, selector: str = "*", **limits: float) -> dict[str, dict[str, float]]:
+        """The Architect's limits for this object's stored-method calls, for one
+        selector or ``*`` (all): ``wall_seconds``, ``cpu_seconds``, ``memory_bytes``;
+        none given clears them. The sandbox reads them per call; a stored
+        method cannot call this (it sees only its objects' slots and methods)."""
+        if selector != "*":
+            check_selector(selector)
+        unknown = set(limits) - {"wall_seconds", "cpu_seconds", "memory_bytes"}
+        if unknown:
+            raise InvalidName(f"unknown limit(s) {', '.join(sorted(unknown))}: use wall_seconds, cpu_seconds, memory_bytes")
+        for name, value in limits.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise InvalidName(f"limit {name} must be a positive number, not {value!r}")
+        table = dict(self.__dict__.get("_limits") or {})
+        if limits:
+            table[selector] = dict(limits)
+        else:
+            table.pop(selector, None)
+        self._limits = table
+        return table
+
     def _method_changed(self, selector: str) -> None:
         """Tell the registered owners (the skill index) that an own method changed,
         so they follow in the same transaction."""

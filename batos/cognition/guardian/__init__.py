@@ -6,9 +6,12 @@ everything that is wrong:
 1. **Extraction** (:mod:`~batos.cognition.guardian.extraction`) takes model
    output as it really comes and yields exactly one ``def <selector>(self, ...)``
    plus the imports it needs, or a reason why not.
-2. **Safety policy** (:mod:`~batos.cognition.guardian.policy`): an import
-   allow-list of pure standard library modules, no dynamic code, no reflection
-   through underscore names or frame objects, no ``global``/``nonlocal``.
+2. **Safety policy** (:mod:`~batos.cognition.guardian.policy`), default-deny:
+   a node type without a rule is refused. Imports from the sandbox's
+   allow-list of pure standard library modules, which must not lead on to
+   modules outside it; no dynamic code, no reflection (underscore names, frames,
+   format templates, ``getattr`` passed around), nothing that runs outside the
+   watched call, no use of the object model's own API, no rebinding ``self``.
 3. **Persistence Covenant** (:mod:`~batos.cognition.guardian.covenant`), a
    path-sensitive data-flow check: every path that mutates ``self`` must set
    ``self._p_changed = True`` before it returns or falls off the end.
