@@ -94,6 +94,7 @@ class Worker:
             self.destroy()
             raise WorkerLost(f"the worker did not start: {hello}")
         self.protections: dict[str, Any] = hello["protections"]
+        self.pending_ready = False
 
     def _read(self, deadline: float) -> dict[str, Any]:
         while True:
@@ -123,6 +124,7 @@ class Worker:
     def call(self, message: dict[str, Any], serve: Callable[[dict[str, Any]], dict[str, Any]], wall_seconds: float) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """``(done, exit)``: the child's ``done`` frame (None if it gave none) and
         the supervisor's own report of how the child ended."""
+        self.await_ready()
         self._write(message)
         deadline = time.monotonic() + wall_seconds
         done: dict[str, Any] | None = None
@@ -158,10 +160,17 @@ class Worker:
                 violation = str(exc)
                 self._write({"op": "kill"})
                 killing = True
-        ready = self._read(time.monotonic() + 10.0)
-        if ready.get("op") != "ready":
-            raise WorkerLost(f"expected ready, got {ready.get('op')!r}")
+        # The supervisor forks the next child now; the next call waits for its
+        # "ready" (see await_ready), so the fork is off this call's path.
+        self.pending_ready = True
         return (None if violation else done), frame
+
+    def await_ready(self) -> None:
+        if self.pending_ready:
+            ready = self._read(time.monotonic() + 10.0)
+            if ready.get("op") != "ready":
+                raise WorkerLost(f"expected ready, got {ready.get('op')!r}")
+            self.pending_ready = False
 
     def destroy(self) -> None:
         """Kill the supervisor and its child. Idempotent; the descriptors stay
@@ -369,7 +378,7 @@ class MethodRuntime:
                     raise MethodFault(ErrorCode.SANDBOX_UNAVAILABLE, "the method runtime is shutting down")
                 self._busy += 1
                 if self._idle:
-                    return self._idle.pop()
+                    return self._idle.pop(0)  # the longest idle: its next child is forked by now
                 self._count += 1
             finally:
                 del self._waiting[me]
