@@ -171,6 +171,7 @@ def test_a_node_type_python_parses_but_no_rule_allows_is_refused():
 
 # -- holes an attacker found: each one, with the exact report ---------------------------
 
+MARK_ONLY = "self._p_changed may only be set, as the statement `self._p_changed = True` after changing a slot in place; do not read, clear or delete it"
 UNMARKED = "a path through 'm' mutates self and ends without `self._p_changed = True`"
 LEADS_TO_DANGEROUS = "an allowed module must not lead to a dangerous one"
 STRINGS_AS_CODE = "it evaluates strings as code, registers callables or hands out reflection"
@@ -363,15 +364,15 @@ HOLES = {
     ),
     "_p_changed read": (
         "def m(self):\n    return self._p_changed\n",
-        ["Line 2: access to the private attribute '_p_changed' is not allowed"],
+        [f"Line 2: {MARK_ONLY}"],
     ),
     "_p_changed set False": (
         "def m(self):\n    self._p_changed = False\n",
-        ["Line 2: access to the private attribute '_p_changed' is not allowed", f"Line 2: {UNMARKED}"],
+        [f"Line 2: {MARK_ONLY}", f"Line 2: {UNMARKED}"],
     ),
     "_p_changed deleted": (
         "def m(self):\n    del self._p_changed\n",
-        ["Line 2: access to the private attribute '_p_changed' is not allowed", f"Line 2: {UNMARKED}"],
+        [f"Line 2: {MARK_ONLY}", f"Line 2: {UNMARKED}"],
     ),
     # code that runs outside the watched call
     "default with a payload": (

@@ -57,8 +57,11 @@ def test_two_processes_see_each_others_commits(zeo_server, tmp_path):
             import sys
             from batos.core.image import open_image
             from batos.core.txn import reading
+            from batos.sandbox.runtime import MethodRuntime
+            runtime = MethodRuntime(size=1).install()  # stored methods run only in a sandbox
             with open_image(sys.argv[1]) as img, reading(img.db) as root:
                 print(root["genesis"].shout())
+            runtime.close()
             """
         ),
         zeo_uri(zeo_server, tmp_path, "b"),

@@ -382,7 +382,9 @@ class SafetyPolicy(ast.NodeVisitor):
         module = self._module_of(node.value)
         value = getattr(module, node.attr, None) if module is not None and not node.attr.startswith("_") else None
         problem = _attribute_problem(node.attr, on_self) or _value_problem(value)
-        if node.attr.startswith("_"):  # the mark, self._p_changed = True, never comes here: see visit_Assign
+        if node.attr == "_p_changed" and on_self:  # the mark, self._p_changed = True, never comes here: see visit_Assign
+            self.error(node, "self._p_changed may only be set, as the statement `self._p_changed = True` after changing a slot in place; do not read, clear or delete it")
+        elif node.attr.startswith("_"):
             self.error(node, f"access to the private attribute {node.attr!r} is not allowed")
         elif problem:
             self.error(node, f"access to {node.attr!r} is not allowed ({problem})")
