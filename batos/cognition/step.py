@@ -85,5 +85,5 @@ def describe_receiver(receiver: Any, selector: str) -> dict[str, Any]:
         for name in obj.method_names():
             if name != selector and name not in methods:
                 methods[name] = obj.method_record(name).source
-    slots = {k: repr(getattr(receiver, k))[:60] for k in receiver.slot_names() if k != "parents"}
+    slots = {k: repr(getattr(receiver, k))[:200] for k in receiver.slot_names() if k != "parents"}
     return {"slots": slots, "methods": methods}
