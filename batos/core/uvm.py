@@ -19,7 +19,7 @@ import ast
 import inspect
 import keyword
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from persistent import Persistent
 

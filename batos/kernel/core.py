@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from persistent import Persistent
 from transaction.interfaces import TransientError
 from ZODB.POSException import POSKeyError
 

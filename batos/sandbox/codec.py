@@ -14,6 +14,7 @@ as ``{"$": tag, "v": payload}``.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -177,3 +178,27 @@ def unpack(body: bytes) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise CodecError("a frame must be a map with an 'op'")
     return message
+
+
+def read_exact(fd: int, n: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        chunk = os.read(fd, min(n - len(chunks), 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks += chunk
+    return bytes(chunks)
+
+
+def read_frame(fd: int) -> bytes:
+    """One frame's body; a header announcing more than ``MAX_FRAME`` is refused unread."""
+    (size,) = HEADER.unpack(read_exact(fd, 4))
+    if size > MAX_FRAME:
+        raise CodecError(f"a frame of {size} bytes is over the limit")
+    return read_exact(fd, size)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -105,19 +105,13 @@ class Worker:
             if ready:
                 break
         try:
-            (size,) = codec.HEADER.unpack(_read_exact(self._from_worker, 4))
-            if size > codec.MAX_FRAME:
-                raise WorkerLost(f"a frame of {size} bytes")
-            return codec.unpack(_read_exact(self._from_worker, size))
+            return codec.unpack(codec.read_frame(self._from_worker))
         except (EOFError, CodecError, OSError) as exc:
             raise WorkerLost(f"the worker's supervisor is gone or garbled: {exc!r}") from None
 
     def _write(self, message: dict[str, Any]) -> None:
         try:
-            data = codec.pack(message)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._to_worker, view):]
+            codec.write_all(self._to_worker, codec.pack(message))
         except OSError as exc:
             raise WorkerLost(f"cannot write to the worker: {exc}") from None
 
@@ -198,16 +192,6 @@ class Worker:
         except (WorkerLost, subprocess.TimeoutExpired):
             pass
         self.destroy()
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    data = bytearray()
-    while len(data) < n:
-        chunk = os.read(fd, n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return bytes(data)
 
 
 # -- one call ------------------------------------------------------------------------

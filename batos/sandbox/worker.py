@@ -34,7 +34,7 @@ import types
 from typing import Any, Callable
 
 from batos.sandbox import codec, lockdown
-from batos.sandbox.codec import CodecError, Opaque, Ref
+from batos.sandbox.codec import CodecError, Opaque, read_frame, write_all
 from batos.sandbox.modules import ALLOWED_MODULES, DANGEROUS_MODULES, DENIED_ATTRIBUTES
 
 # Reflection a method may use on any object it holds; the rest of a
@@ -268,29 +268,6 @@ _REFLECTION = {"describe": _describe, "slot_names": _slot_names, "method_names":
 
 
 # -- framing ---------------------------------------------------------------------------
-
-
-def read_exact(fd: int, n: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < n:
-        chunk = os.read(fd, min(n - len(chunks), 1 << 20))
-        if not chunk:
-            raise EOFError
-        chunks += chunk
-    return bytes(chunks)
-
-
-def read_frame(fd: int) -> bytes:
-    (size,) = codec.HEADER.unpack(read_exact(fd, 4))
-    if size > codec.MAX_FRAME:
-        raise CodecError(f"a frame of {size} bytes is over the limit")
-    return read_exact(fd, size)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class Channel:
