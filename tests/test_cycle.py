@@ -18,7 +18,6 @@ from batos.sandbox.runtime import MethodLimits
 from batos.core.txn import reading, transact
 from batos.wire.protocol import PROTOCOL_VERSION, Error, Result, Send
 
-PLAN = '{"queries": ["factorial", "multiply numbers"]}'
 GOOD = "Here you go:\n```python\nimport math\n\ndef factorial(self, n):\n    return math.factorial(n)\n```\n"
 WRONG = "```python\ndef factorial(self, n):\n    return n * 2\n```"
 UNSAFE = "```python\nimport os\n\ndef factorial(self, n):\n    return os.getpid()\n```"
@@ -30,6 +29,9 @@ INTENT = "return n factorial, e.g. factorial(4) == 24"
 
 
 def make_kernel(image, script, tmp_path=None, **config):
+    """One candidate per attempt and no checks of the model's own unless a test asks:
+    each scripted answer is then exactly one candidate."""
+    config = {"candidates": 1, "model_checks": 0, **config}
     model = ScriptedModel(script)
     log = MetaLog(tmp_path / "metacognition.jsonl") if tmp_path else None
     limits = MethodLimits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)
@@ -48,11 +50,13 @@ def cycles(image):
 
 
 def test_an_unknown_message_is_learned_installed_and_answered(image, tmp_path):
-    kernel, model, log = make_kernel(image, [PLAN, GOOD], tmp_path)
-    states = []
-    reply = send(kernel, "factorial", 5, progress=lambda state, detail: states.append(state))
+    kernel, model, log = make_kernel(image, [GOOD], tmp_path)
+    states, written = [], []
+    reply = send(kernel, "factorial", 5, progress=lambda state, detail: written.append(detail) if state == "WRITING" else states.append(state))
     assert reply == Result(id="r", value=120)
     assert states == ["LEARNING", "DECOMPOSING", "DELEGATING", "SYNTHESIZING", "VALIDATING", "COMPLETE"]
+    # the candidate streams to the Architect as it is written, cut at the closing fence
+    assert "".join(written) == GOOD[: GOOD.rindex("\n```")]
     [(cycle_id, (state, attempt, path))] = cycles(image).items()
     assert (state, attempt) == ("COMPLETE", 0)
     assert path == ["DECOMPOSING", "DELEGATING", "SYNTHESIZING", "VALIDATING", "COMPLETE"]
@@ -67,12 +71,14 @@ def test_an_unknown_message_is_learned_installed_and_answered(image, tmp_path):
         assert verdict["trial"]["value"] == "120"
         assert verdict["checks"] == ["factorial(4) == 24"]
         assert verdict["trial"]["checks"][0]["passed"] is True
-        assert cycle.artifacts[1]["persona"] == "BRICK" and cycle.artifacts[1]["model"] == "scripted"
+        assert cycle.artifacts[1]["persona"] == "BABS" and cycle.artifacts[1]["model"] == "none"  # no planning call
+        assert cycle.artifacts[1]["queries"] == ["factorial", INTENT]
+        assert cycle.artifacts[3]["model"] == "scripted" and cycle.artifacts[3]["repairs"] == []
         assert len(root["orchestrator"].active_cycles) == 0
         assert root["orchestrator"].skills[cycle.key]["selector"] == "factorial"
     # The same message again: answered directly, no model call.
     assert send(kernel, "factorial", 6).value == 720
-    assert model.calls == 2
+    assert model.calls == 1
     log.close()
     events = list(read_events(tmp_path / "metacognition.jsonl", cycle=cycle_id))
     assert [e["event"] for e in events].count("transition") == 4
@@ -81,14 +87,14 @@ def test_an_unknown_message_is_learned_installed_and_answered(image, tmp_path):
 
 
 def test_rejected_attempts_feed_back_into_the_next(image):
-    kernel, model, _ = make_kernel(image, [PLAN, UNSAFE, WRONG, GOOD])
+    kernel, model, _ = make_kernel(image, [UNSAFE, WRONG, GOOD])
     assert send(kernel, "factorial", 5).value == 120
     [(_, (state, attempt, path))] = cycles(image).items()
     assert (state, attempt) == ("COMPLETE", 2)
     assert path.count("SYNTHESIZING") == 3
-    second_prompt, third_prompt = model.prompts[2][1], model.prompts[3][1]
+    second_prompt, third_prompt = model.prompts[1][1], model.prompts[2][1]
     assert "import of 'os' is not allowed" in second_prompt
-    assert "Check failed: factorial(4) == 24 -> expected 24, got 8" in third_prompt
+    assert "Example factorial(4) should return 24, but it returned 8" in third_prompt
 
 
 @pytest.mark.parametrize("bad", [ESCAPE, ENDLESS, BOMB, PROSE, UNSAFE])
@@ -100,7 +106,7 @@ def test_a_failed_cycle_leaves_the_target_exactly_as_it_was(image, bad):
 
     with reading(image.db) as root:
         before = serials(root)
-    kernel, model, _ = make_kernel(image, [PLAN, bad, bad, bad])
+    kernel, model, _ = make_kernel(image, lambda system, prompt: bad)
     reply = send(kernel, "factorial", 5)
     assert isinstance(reply, Error) and reply.code == "cycle_failed"
     assert "no acceptable method after 3 attempts" in reply.message
@@ -112,11 +118,11 @@ def test_a_failed_cycle_leaves_the_target_exactly_as_it_was(image, bad):
 
 
 def test_feedback_names_what_went_wrong(image):
-    kernel, model, _ = make_kernel(image, [PLAN, ENDLESS, BOMB, ESCAPE], max_attempts=3)
+    kernel, model, _ = make_kernel(image, [ENDLESS, BOMB, ESCAPE], max_attempts=3)
     send(kernel, "factorial", 5)
     prompts = [p for _, p in model.prompts]
-    assert "CPU limit" in prompts[2] or "wall-clock limit" in prompts[2]
-    assert "MemoryError" in prompts[3] or "killed" in prompts[3]
+    assert "Calling factorial(5) failed: " in prompts[1] and ("CPU limit" in prompts[1] or "wall-clock limit" in prompts[1])
+    assert "MemoryError" in prompts[2] or "killed" in prompts[2]
 
 
 def test_a_method_that_changes_the_receiver_persists(image):
@@ -124,7 +130,7 @@ def test_a_method_that_changes_the_receiver_persists(image):
         "```python\ndef remember(self, item):\n    notes = list(self.notes) if 'notes' in self.slot_names() else []\n"
         "    notes.append(item)\n    self.notes = notes\n    self._p_changed = True\n    return len(notes)\n```"
     )
-    kernel, _, _ = make_kernel(image, [PLAN, code])
+    kernel, _, _ = make_kernel(image, [code])
     assert send(kernel, "remember", "milk", intent="store an item in the notes list").value == 1
     assert send(kernel, "remember", "eggs").value == 2
     with reading(image.db) as root:
@@ -132,7 +138,7 @@ def test_a_method_that_changes_the_receiver_persists(image):
 
 
 def test_two_identical_messages_share_one_cycle(image):
-    kernel, model, _ = make_kernel(image, [PLAN, {"text": GOOD, "delay": 0.5}])
+    kernel, model, _ = make_kernel(image, [{"text": GOOD, "delay": 0.5}])
     replies = []
 
     def go():
@@ -145,11 +151,11 @@ def test_two_identical_messages_share_one_cycle(image):
         t.join()
     assert replies == [Result(id="r", value=120)] * 2
     assert len(cycles(image)) == 1
-    assert model.calls == 2
+    assert model.calls == 1
 
 
 def test_a_model_failure_fails_the_cycle_cleanly(image):
-    kernel, model, _ = make_kernel(image, [PLAN])  # nothing scripted for the code step
+    kernel, model, _ = make_kernel(image, [])  # nothing scripted for the code step
     reply = send(kernel, "factorial", 5)
     assert isinstance(reply, Error) and reply.code == "cycle_failed"
     assert "model unavailable" in reply.message
@@ -160,8 +166,6 @@ def test_an_interrupted_cycle_resumes_from_its_last_state(image):
         """Stands in for the process dying between two transitions."""
 
     def crashing(system, prompt):
-        if "Give 1 to 3 short search queries" in prompt:
-            return PLAN
         raise Crash()
 
     kernel, _, _ = make_kernel(image, crashing)
@@ -174,12 +178,12 @@ def test_an_interrupted_cycle_resumes_from_its_last_state(image):
     engine = CycleEngine(image.db, SharedPersonas(model))
     assert engine.resume_pending() == [cycle_id]
     assert cycles(image)[cycle_id][0] == "COMPLETE"
-    assert model.calls == 1  # no re-planning: DECOMPOSING was already committed
+    assert model.calls == 1  # only the candidate: the steps before it were already committed
     assert Kernel(image, engine=engine).send(Send(v=1, id="x", kind="send", target="genesis", selector="factorial", args=[4])).value == 24
 
 
 def test_a_cycle_interrupted_too_often_is_failed(image):
-    kernel, _, _ = make_kernel(image, [PLAN])
+    kernel, _, _ = make_kernel(image, [])
     engine = CycleEngine(image.db, SharedPersonas(ScriptedModel([])), config=CycleConfig(max_restarts=0))
 
     def stall(root):
@@ -218,7 +222,7 @@ def test_an_illegal_transition_is_refused_with_a_clear_error():
 
 
 def test_the_engine_checks_every_transition_against_the_table(image):
-    kernel, model, _ = make_kernel(image, [PLAN, GOOD])
+    kernel, model, _ = make_kernel(image, [GOOD])
     engine = kernel.engine
 
     def skip_ahead(step, progress):  # a broken engine step that jumps straight to COMPLETE
@@ -236,7 +240,7 @@ def test_the_engine_checks_every_transition_against_the_table(image):
 def test_the_image_keeps_states_and_artifacts_as_plain_data(image):
     """Stored states are plain strings and artifacts plain dicts (no reference to the classes), and every
     stored record reads back into its dataclass and writes out the very same keys and values."""
-    kernel, _, _ = make_kernel(image, [PLAN, WRONG, GOOD])
+    kernel, _, _ = make_kernel(image, [WRONG, GOOD])
     assert send(kernel, "factorial", 5).value == 120
     with reading(image.db) as root:
         [cycle] = root["orchestrator"].cycles.values()

@@ -368,11 +368,11 @@ HOLES = {
     ),
     "_p_changed set False": (
         "def m(self):\n    self._p_changed = False\n",
-        [f"Line 2: {MARK_ONLY}", f"Line 2: {UNMARKED}"],
+        [f"Line 2: {MARK_ONLY}"],
     ),
     "_p_changed deleted": (
         "def m(self):\n    del self._p_changed\n",
-        [f"Line 2: {MARK_ONLY}", f"Line 2: {UNMARKED}"],
+        [f"Line 2: {MARK_ONLY}"],
     ),
     # code that runs outside the watched call
     "default with a payload": (
@@ -545,18 +545,18 @@ COVENANT_REJECTED = {
     "inside if": "def m(self, x):\n    if x:\n        self.items.append(x)\n    return x\n",
     "inside for": "def m(self, xs):\n    for x in xs:\n        self.totals[x] = 1\n    return len(xs)\n",
     "inside while": "def m(self):\n    while self.queue:\n        self.queue.pop()\n",
-    "inside with": "def m(self, lock):\n    with lock:\n        self.count += 1\n",
+    "inside with": "def m(self, lock):\n    with lock:\n        self.counts['x'] += 1\n",
     "inside try": "def m(self, x):\n    try:\n        self.data.update(x)\n    except ValueError:\n        pass\n",
     "in except": "def m(self, x):\n    try:\n        return int(x)\n    except ValueError:\n        self.errors.append(x)\n    return None\n",
-    "one branch marks": "def m(self, x):\n    if x:\n        self.a = 1\n        self._p_changed = True\n    else:\n        self.a = 2\n",
+    "one branch marks": "def m(self, x):\n    if x:\n        self.a.append(1)\n        self._p_changed = True\n    else:\n        self.a.append(2)\n",
     "early return": "def m(self, x):\n    self.items.append(x)\n    if x > 3:\n        return 'big'\n    self._p_changed = True\n    return 'small'\n",
     "mutation after mark": "def m(self, x):\n    self._p_changed = True\n    self.items.append(x)\n",
     "mutating return": "def m(self):\n    return self.items.pop()\n",
     "alias": "def m(self, x):\n    items = self.items\n    items.append(x)\n    return len(items)\n",
     "delete": "def m(self, k):\n    del self.cache[k]\n",
     "nested subscript": "def m(self, k, v):\n    self.tree['a'][k] = v\n",
-    "tuple target": "def m(self):\n    self.a, self.b = 1, 2\n",
-    "match": "def m(self, cmd):\n    match cmd:\n        case 'add':\n            self.n += 1\n        case _:\n            pass\n",
+    "tuple target": "def m(self):\n    self.a[0], self.b = 1, 2\n",
+    "match": "def m(self, cmd):\n    match cmd:\n        case 'add':\n            self.n[0] += 1\n        case _:\n            pass\n",
     "comprehension": "def m(self, xs):\n    [self.seen.add(x) for x in xs]\n",
     "nested helper": "def m(self, x):\n    def helper():\n        self.items.append(x)\n    helper()\n",
 }
@@ -584,6 +584,23 @@ def test_covenant_violations_are_found_in_any_block(name):
 def test_covenant_accepts_marked_and_read_only_methods(name):
     report = audit(COVENANT_ACCEPTED[name], "m")
     assert report.accepted, report.errors
+
+
+@pytest.mark.parametrize("source", [
+    "def reset(self):\n    self.count = 0\n    return self.count\n",
+    "def bump(self):\n    self.count += 1\n    return self.count\n",
+    "def add(self, x):\n    self.items = self.items + [x]\n    return self.items\n",
+    "def swap(self):\n    self.a, self.b = self.b, self.a\n",
+])
+def test_plain_slot_assignment_needs_no_mark(source):
+    """Regression: the covenant demanded `self._p_changed = True` after `self.todos = items`,
+    although a slot assignment goes through __setattr__ and ZODB notices it by itself."""
+    assert audit(source, source.split("(")[0][4:]).errors == []
+
+
+def test_an_in_place_change_after_a_slot_assignment_still_needs_the_mark():
+    report = audit("def add(self, x):\n    self.items = []\n    self.items.append(x)\n", "add")
+    assert report.errors == ["Line 3: a path through 'add' mutates self and ends without `self._p_changed = True`"]
 
 
 # -- the command ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What a cycle leaves behind, one artifact per step: brief, plan, context, candidate, verdict.
+"""What a cycle leaves behind, one artifact per step: brief, plan, context, checks, candidate, verdict.
 
 In the image each artifact is a plain dict in the cycle's ``artifacts`` list:
 ``kind`` first, then the fields below under the same names, then ``at``, the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar
 
 
@@ -82,8 +82,21 @@ class Context(Artifact):
 
 
 @dataclass(frozen=True)
+class Checks(Artifact):
+    """SYNTHESIZING: checks BRICK wrote from the intent before seeing any candidate, and those dropped (with why)."""
+
+    kind: ClassVar[str] = "checks"
+    persona: str
+    model: str
+    text: str
+    checks: list[dict[str, Any]]  # {"text", "args", "kwargs", "expected", "source": "model", "dropped": None | why}
+    sha256: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class Candidate(Artifact):
-    """SYNTHESIZING -> VALIDATING: BRICK's answer for one attempt, as the model wrote it."""
+    """SYNTHESIZING -> VALIDATING: BRICK's answer for one attempt, as the model wrote it, and as repaired."""
 
     kind: ClassVar[str] = "candidate"
     persona: str
@@ -92,6 +105,14 @@ class Candidate(Artifact):
     text: str
     sha256: str
     duration_s: float
+    index: int = 0  # which candidate of the attempt
+    strategy: str = "first"  # "first", "feedback" (shown the last failure) or "fresh" (a new start after the same failure twice)
+    temperature: float | None = None
+    seed: int | None = None
+    repairs: list[str] = field(default_factory=list)  # the shape repairs made, in words
+    source: str | None = None  # the method after the repairs; None: the text goes to the guardian as written
+    shape: str = ""  # digest of the normalised AST: the same candidate written differently has the same shape
+    duplicate_of: str | None = None  # "attempt.index" of the earlier candidate with the same shape: never trialled
 
 
 @dataclass(frozen=True)
@@ -107,3 +128,8 @@ class Verdict(Artifact):
     source: str | None  # the extracted method; None when the answer held no usable one
     feedback: str  # why it was rejected; empty when it passed
     sha256: str
+    index: int = 0
+    failure: str = ""  # a coarse class of why it failed ("audit", "AttributeError", "wrong result", "duplicate"); empty if it passed
+    passed_intent: bool = False  # ran cleanly and met every example of the Architect's
+    score: float | None = None  # CodeT rank at the end of an attempt: agreeing candidates x model checks passed
+    chosen: bool = False  # the candidate installed

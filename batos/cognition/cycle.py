@@ -20,18 +20,21 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from persistent.list import PersistentList
 from ZODB.DB import DB
 
 from batos import memory
-from batos.cognition.artifacts import Artifact, Brief, Candidate, Context, Plan, Verdict, digest
+from batos.cognition.artifacts import Artifact, Brief, Candidate, Checks, Context, Plan, Verdict, digest
+from batos.cognition.checks import CHECK_STOPS, checks_prompt, parse_checks
 from batos.cognition.dissonance import cycle_dissonance, record_signal
 from batos.cognition.guardian import audit
+from batos.cognition.guardian.extraction import Rejected, extract_method
 from batos.cognition.hooks import install as install_hooks
-from batos.cognition.prompts import PLAN_SCHEMA, code_prompt, plan_prompt
+from batos.cognition.prompts import CODE_STOPS, code_prompt
+from batos.cognition.repairs import normalised, repair
 from batos.cognition.retrieval import retrieve, words
 from batos.cognition.states import INITIAL, TERMINAL, CycleState, check_transition
 from batos.cognition.step import StepInput, read_step
@@ -42,7 +45,7 @@ from batos.core.refs import name_of, oid_hex
 from batos.core.txn import reading, transact
 from batos.core.uvm import UvmObject
 from batos.sandbox.runtime import MethodLimits, MethodRuntime, installed
-from batos.sandbox.trial import TrialResult, checks_from_intent, run_trial
+from batos.sandbox.trial import Check, TrialResult, checks_from_intent, run_trial
 from batos.substrate.llm import ModelError
 from batos.substrate.personas import Personas
 
@@ -51,11 +54,18 @@ Progress = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class CycleConfig:
+    """How hard a cycle tries. An attempt is a round of candidates: the first
+    round has one (greedy, the fast path: most methods pass at once), each later
+    round ``candidates`` sampled ones, ranked by the checks at the end of the round."""
+
     max_attempts: int = 3
+    candidates: int = 3  # k: candidates per attempt after the first
+    model_checks: int = 4  # checks BRICK writes from the intent when the first attempt fails; 0: none
+    resamples: int = 2  # new samples asked for when a candidate repeats one already tried
     max_restarts: int = 3
     limits: MethodLimits | None = None  # None: the receiver's, else the sandbox's defaults
-    plan_tokens: int = 160
     code_tokens: int = 700
+    check_tokens: int = 200
 
 
 class StaleCycle(Exception):
@@ -124,13 +134,68 @@ def _enter(cycle: UvmObject, step: StepInput, to: CycleState, note: str, record:
     cycle.updated_at = now
 
 
-def _queries(text: str, step: StepInput) -> list[str]:
-    """BRICK's search queries from its JSON plan; an unusable plan falls back on the message, so the cycle goes on."""
+def _queries(step: StepInput) -> list[str]:
+    """Search queries straight from the message: the selector's words and the intent.
+
+    A planning call used to ask BRICK for queries: 22 s of a grammar-constrained
+    JSON answer on this hardware, for queries no better than the intent itself,
+    which retrieval embeds anyway."""
+    queries = [" ".join(sorted(words(step.selector))), (step.intent or step.selector)[:500]]
+    return [q for q in dict.fromkeys(queries) if q.strip()]
+
+
+def _round_size(config: CycleConfig, attempt: int) -> int:
+    return 1 if attempt == 0 else max(1, config.candidates)
+
+
+def _strategy(step: StepInput) -> str:
+    """"first" for the first candidate; "fresh" (no previous attempt shown) once the
+    last two failures were of the same kind, since showing the model its mistake
+    again has stopped helping; "feedback" otherwise."""
+    if step.attempt == 0 and step.index == 0:
+        return "first"
+    if len(step.failures) >= 2 and step.failures[-1] == step.failures[-2]:
+        return "fresh"
+    return "feedback"
+
+
+def _temperature(attempt: int, index: int, resample: int) -> float:
+    """Near-greedy for the first candidate; warmer for each later one, and for each
+    resample of a candidate that repeated an earlier one."""
+    if attempt == 0 and index == 0 and resample == 0:
+        return 0.1
+    return min(1.2, 0.5 + 0.15 * index + 0.1 * attempt + 0.2 * resample)
+
+
+def _seed(cycle: str, attempt: int, index: int, resample: int) -> int:
+    """A seed of its own for every sample: a retry is a different sample by construction."""
+    return int(digest(f"{cycle}:{attempt}:{index}:{resample}")[:8], 16)
+
+
+def _shape_source(text: str, repaired: str | None, selector: str) -> str:
+    """What a candidate's shape is computed from: the repaired method, the extracted one, or the text."""
+    if repaired is not None:
+        return repaired
     try:
-        queries = [str(q).strip() for q in json.loads(text)["queries"] if str(q).strip()][:3]
-    except (ValueError, TypeError, KeyError):
-        queries = []
-    return queries or [" ".join(sorted(words(step.selector))), step.intent or step.selector]
+        return extract_method(text, selector)[1]
+    except Rejected:
+        return text
+
+
+def codet_scores(verdicts: list[Verdict]) -> dict[int, float]:
+    """CodeT-style rank of an attempt's candidates that meet the intent's examples:
+    (candidates whose outputs on the model's checks agree with this one's) x (1 + model checks it passes)."""
+    eligible = [v for v in verdicts if v.passed_intent and v.trial is not None]
+
+    def outputs(v: Verdict) -> tuple[str, ...]:
+        return tuple(str(c.get("got")) for c in v.trial["checks"] if c.get("source") == "model")  # type: ignore[index]
+
+    scores = {}
+    for v in eligible:
+        agreeing = sum(1 for other in eligible if outputs(other) == outputs(v))
+        passed = sum(1 for c in v.trial["checks"] if c.get("source") == "model" and c.get("passed"))  # type: ignore[index]
+        scores[v.index] = float(agreeing * (1 + passed))
+    return scores
 
 
 @dataclass
@@ -260,20 +325,26 @@ class CycleEngine:
         with reading(self.db) as root:
             return read_step(root, cycle_id)
 
-    def _transition(self, step: StepInput, to: CycleState, note: str, artifact: Artifact, attempt: int | None = None) -> None:
-        record = artifact.to_record()
+    def _transition(self, step: StepInput, to: CycleState, note: str, artifact: Artifact | list[Artifact],
+                    attempt: int | None = None, index: int | None = None) -> None:
+        records = [a.to_record() for a in (artifact if isinstance(artifact, list) else [artifact])]
 
         def work(root: Any) -> None:
             cycle = root["orchestrator"].cycles[step.cycle]
-            _enter(cycle, step, to, note, record)
+            for record in records[:-1]:
+                cycle.artifacts.append({**record, "at": time.time()})
+            _enter(cycle, step, to, note, records[-1])
             if attempt is not None:
                 cycle.attempt = attempt
+            if index is not None:
+                cycle.index = index
 
         transact(self.db, work, note=f"cycle {step.cycle}: {step.state} -> {to}")
-        self._record(
-            "transition", cycle=step.cycle, src=step.state, dst=to, note=note, artifact=record["kind"], sha256=record["sha256"],
-            duration_s=record.get("duration_s"), attempt=attempt if attempt is not None else step.attempt,
-        )
+        for record in records:
+            self._record(
+                "transition", cycle=step.cycle, src=step.state, dst=to, note=note, artifact=record["kind"], sha256=record["sha256"],
+                duration_s=record.get("duration_s"), attempt=attempt if attempt is not None else step.attempt,
+            )
 
     def _finish(self, step: StepInput, state: CycleState, reason: str, verdict: Verdict | None = None, source: str | None = None) -> None:
         """COMPLETE (install + outcome + skill index) or FAILED, in one transaction."""
@@ -295,8 +366,9 @@ class CycleEngine:
                 }
                 memory.store(root["knowledge_catalog"], skill)
             dissonance = cycle_dissonance([dict(a) for a in cycle.artifacts], state)
-            attempts = cycle.attempt + (1 if state is CycleState.COMPLETE else 0)
-            cycle.outcome = {"state": state.value, "reason": reason, "attempts": attempts, "dissonance": dissonance}
+            candidates = sum(1 for a in cycle.artifacts if a["kind"] == "candidate")
+            cycle.outcome = {"state": state.value, "reason": reason, "attempts": cycle.attempt + 1, "candidates": candidates,
+                             "dissonance": dissonance}
             record_signal(orchestrator, dissonance, "cycle", cycle.cycle_id)
             del orchestrator.active_cycles[cycle.key]
 
@@ -312,18 +384,15 @@ class CycleEngine:
             selector=step.selector, call=step.call, intent=step.intent, target=step.target_ref,
             sha256=digest(json.dumps([step.selector, step.call, step.intent])), pins=pins,
         ))
-        progress(CycleState.DECOMPOSING, f"BRICK plans how to learn {step.selector!r}")
+        progress(CycleState.DECOMPOSING, f"BABS takes search queries from the message {step.selector!r}")
 
     def _decompose(self, step: StepInput, progress: Progress) -> None:
-        started = time.monotonic()
-        brick = self.personas.speaker("BRICK", step.pins)
-        text = brick.complete(step.system, plan_prompt(step), max_tokens=self.config.plan_tokens,
-                              temperature=0.0, json_schema=PLAN_SCHEMA)
-        queries = _queries(text, step)
+        queries = _queries(step)
+        text = json.dumps({"queries": queries})
         self._transition(step, CycleState.DELEGATING, f"{len(queries)} queries", Plan(
-            persona="BRICK", model=brick.name, queries=queries, text=text, sha256=digest(text), duration_s=time.monotonic() - started,
+            persona="BABS", model="none", queries=queries, text=text, sha256=digest(text), duration_s=0.0,
         ))
-        progress(CycleState.DELEGATING, "BABS searches memory: " + "; ".join(queries))
+        progress(CycleState.DELEGATING, "BABS searches memory: " + "; ".join(q[:60] for q in queries))
 
     def _delegate(self, step: StepInput, progress: Progress) -> None:
         started = time.monotonic()
@@ -335,43 +404,125 @@ class CycleEngine:
             persona="BABS", snippets=snippets, sha256=digest(json.dumps(snippets, sort_keys=True, default=repr)),
             duration_s=time.monotonic() - started,
         ))
-        progress(CycleState.SYNTHESIZING, f"found {found}; BRICK writes attempt {step.attempt + 1}")
+        progress(CycleState.SYNTHESIZING, f"found {found}; BRICK writes candidate 1")
 
-    def _synthesize(self, step: StepInput, progress: Progress) -> None:
+    def _write_checks(self, step: StepInput, progress: Progress) -> Checks:
+        """BRICK's own checks, from the intent alone (no candidate in the prompt)."""
         started = time.monotonic()
         brick = self.personas.speaker("BRICK", step.pins)
-        text = brick.complete(step.system, code_prompt(step), max_tokens=self.config.code_tokens,
-                              temperature=0.1 if step.attempt == 0 else 0.6)
-        self._transition(step, CycleState.VALIDATING, f"candidate {step.attempt + 1}", Candidate(
-            persona="BRICK", model=brick.name, attempt=step.attempt, text=text, sha256=digest(text),
-            duration_s=time.monotonic() - started,
-        ))
-        progress(CycleState.VALIDATING, "the guardian audits, then a trial run")
+        examples = checks_from_intent(step.intent)
+        params = ", ".join(["self", *(f"arg{i}" for i in range(len(step.args))), *step.kwargs])
+        progress(CycleState.SYNTHESIZING, "BRICK writes checks from the intent")
+        text = brick.complete(step.system, checks_prompt(step.selector, f"{step.selector}({params})", step.intent, examples,
+                                                         self.config.model_checks),
+                              max_tokens=self.config.check_tokens, temperature=0.2, stop=CHECK_STOPS,
+                              seed=_seed(step.cycle, step.attempt, -1, 0))
+        parsed = parse_checks(text, step.selector, examples, self.config.model_checks)
+        rows = [{"text": c.text, "args": list(c.args), "kwargs": dict(c.kwargs), "expected": c.expected, "source": "model", "dropped": None}
+                for c in parsed.kept]
+        rows += [{"text": line, "source": "model", "dropped": why} for line, why in parsed.dropped]
+        return Checks(persona="BRICK", model=brick.name, text=text, checks=rows, sha256=digest(text),
+                      duration_s=time.monotonic() - started)
+
+    def _synthesize(self, step: StepInput, progress: Progress) -> None:
+        records: list[Artifact] = []
+        if step.attempt > 0 and step.checks is None and self.config.model_checks > 0:
+            records.append(self._write_checks(step, progress))
+        brick = self.personas.speaker("BRICK", step.pins)
+        strategy = _strategy(step)
+        prompt = code_prompt(step, strategy)
+        seen = dict(step.shapes)
+        label = f"{step.attempt + 1}.{step.index + 1}"
+        for resample in range(self.config.resamples + 1):
+            started = time.monotonic()
+            temperature = _temperature(step.attempt, step.index, resample)
+            seed = _seed(step.cycle, step.attempt, step.index, resample)
+            text = brick.complete(step.system, prompt, max_tokens=self.config.code_tokens, temperature=temperature, seed=seed,
+                                  stop=CODE_STOPS, on_token=lambda piece: progress("WRITING", piece))
+            fixed = repair(text, step.selector, step.receiver["methods"].keys())
+            shape = digest(normalised(_shape_source(text, fixed.source, step.selector)))
+            duplicate = seen.get(shape)
+            records.append(Candidate(
+                persona="BRICK", model=brick.name, attempt=step.attempt, text=text, sha256=digest(text),
+                duration_s=time.monotonic() - started, index=step.index, strategy=strategy, temperature=temperature, seed=seed,
+                repairs=fixed.repairs, source=fixed.source, shape=shape, duplicate_of=duplicate,
+            ))
+            if duplicate is None:
+                break
+            progress(CycleState.SYNTHESIZING, f"candidate {label} repeats candidate {duplicate}; sampling again, warmer")
+            seen[shape] = label
+        repaired = f" ({'; '.join(fixed.repairs)})" if fixed.repairs else ""
+        self._transition(step, CycleState.VALIDATING, f"candidate {label}", records)
+        progress(CycleState.VALIDATING, f"the guardian audits candidate {label}{repaired}, then a trial run")
+
+    def _checks(self, step: StepInput) -> list[Check]:
+        """The Architect's examples (decisive), then BRICK's checks (they only rank)."""
+        checks = checks_from_intent(step.intent)
+        if step.checks is not None:
+            checks += [Check(c["text"], tuple(c["args"]), dict(c["kwargs"]), c["expected"], source="model")
+                       for c in step.checks.checks if c.get("dropped") is None]
+        return checks
 
     def _validate(self, step: StepInput, progress: Progress) -> None:
-        report = audit(step.candidate or "", step.selector)
-        attempt = step.attempt
+        candidate = step.candidate
+        assert candidate is not None, "VALIDATING without a candidate"
+        attempt, index = step.attempt, step.index
+        label = f"{attempt + 1}.{index + 1}"
+        checks = self._checks(step)
         trial: TrialResult | None = None
-        checks = checks_from_intent(step.intent)
-        if report.accepted:
-            with reading(self.db) as root:
-                cycle = root["orchestrator"].cycles[step.cycle]
-                trial = run_trial(self.sandbox or installed(), cycle.target, step.selector, report.source,
-                                  list(cycle.args), dict(cycle.kwargs), checks, self.config.limits)
-        self._record("audit", cycle=step.cycle, attempt=attempt, accepted=report.accepted, errors=report.errors)
-        if trial is not None:
-            self._record("trial", cycle=step.cycle, attempt=attempt, **trial.as_dict())
-        feedback = report.feedback() if not report.accepted else (trial.feedback() if trial and not trial.passed else "")
+        if candidate.duplicate_of is not None:
+            report = audit(candidate.source or candidate.text, step.selector)
+            errors, source, failure = [], report.source, "duplicate"
+            feedback = f"it is the same method as candidate {candidate.duplicate_of}, which was already rejected"
+        else:
+            report = audit(candidate.source or candidate.text, step.selector)
+            errors, source = report.errors, report.source
+            if report.accepted:
+                with reading(self.db) as root:
+                    cycle = root["orchestrator"].cycles[step.cycle]
+                    trial = run_trial(self.sandbox or installed(), cycle.target, step.selector, report.source,
+                                      list(cycle.args), dict(cycle.kwargs), checks, self.config.limits)
+                self._record("trial", cycle=step.cycle, attempt=attempt, index=index, **trial.as_dict())
+            self._record("audit", cycle=step.cycle, attempt=attempt, index=index, accepted=report.accepted, errors=report.errors)
+            feedback = report.feedback() if not report.accepted else (trial.feedback(report.source) if trial and not trial.passed_intent else "")
+            failure = "audit" if not report.accepted else (trial.failure_kind() if trial else "")
+        passed_intent = bool(trial and trial.passed_intent and candidate.duplicate_of is None)
         verdict = Verdict(
-            attempt=attempt, accepted=report.accepted, audit_errors=report.errors, trial=trial.as_dict() if trial else None,
-            checks=[c.text for c in checks], source=report.source, feedback=feedback, sha256=digest(report.source or ""),
+            attempt=attempt, accepted=report.accepted and candidate.duplicate_of is None, audit_errors=errors,
+            trial=trial.as_dict() if trial else None, checks=[c.text for c in checks], source=source, feedback=feedback,
+            sha256=digest(source or ""), index=index, failure="" if passed_intent else (failure or "wrong result"),
+            passed_intent=passed_intent,
         )
-        if report.accepted and trial is not None and trial.passed:
-            self._finish(step, CycleState.COMPLETE, f"installed {step.selector} after {attempt + 1} attempt(s)", verdict, report.source)
+        round_done = index + 1 >= _round_size(self.config, attempt)
+        if passed_intent and trial is not None and (trial.passed or attempt == 0):
+            # every check met (the model's too), or the fast path: the first candidate meets the Architect's examples
+            verdict = replace(verdict, chosen=True)
+            self._finish(step, CycleState.COMPLETE, f"installed {step.selector}: candidate {label}", verdict, source)
+            progress(CycleState.COMPLETE, f"{step.selector} installed on {step.target_name}")
+            return
+        if not round_done:
+            self._transition(step, CycleState.SYNTHESIZING, f"candidate {label} not chosen yet; next candidate", verdict, index=index + 1)
+            progress(CycleState.SYNTHESIZING, f"candidate {label}: {_headline(feedback, trial)}; BRICK writes candidate {attempt + 1}.{index + 2}")
+            return
+        scores = codet_scores([*step.verdicts, verdict])
+        if scores:
+            best = max(scores, key=lambda i: (scores[i], -i))
+            chosen = next((v for v in step.verdicts if v.index == best), verdict)
+            verdict = replace(verdict, score=scores.get(index), chosen=best == index)
+            reason = f"installed {step.selector}: candidate {attempt + 1}.{best + 1}, ranked first of {len(scores)} by the checks (score {scores[best]:g})"
+            self._finish(step, CycleState.COMPLETE, reason, verdict, chosen.source)
             progress(CycleState.COMPLETE, f"{step.selector} installed on {step.target_name}")
         elif attempt + 1 >= self.config.max_attempts:
             self._finish(step, CycleState.FAILED, f"no acceptable method after {attempt + 1} attempts; last problems: {feedback}", verdict)
             progress(CycleState.FAILED, feedback.splitlines()[0] if feedback else "rejected")
         else:
-            self._transition(step, CycleState.SYNTHESIZING, "rejected; retry with feedback", verdict, attempt=attempt + 1)
-            progress(CycleState.SYNTHESIZING, f"attempt {attempt + 1} rejected ({feedback.splitlines()[0] if feedback else '?'}); retrying")
+            self._transition(step, CycleState.SYNTHESIZING, "rejected; retry with feedback", verdict, attempt=attempt + 1, index=0)
+            progress(CycleState.SYNTHESIZING, f"candidate {label} rejected ({_headline(feedback, trial)}); attempt {attempt + 2}")
+
+
+def _headline(feedback: str, trial: TrialResult | None) -> str:
+    if feedback:
+        return feedback.splitlines()[0][:160]
+    if trial is not None and not trial.passed:
+        return "a check of BRICK's own failed"
+    return "rejected"

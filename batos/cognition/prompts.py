@@ -1,59 +1,53 @@
-"""What the cycle asks BRICK: the plan (search queries) and the method itself.
+"""What the cycle asks BRICK: the method itself (and, in :mod:`~batos.cognition.checks`, checks).
 
 Kept apart from the engine so the wording can be read, and tuned, in one place.
+
+The code prompt starts with :data:`OBJECT_PROTOCOL`, which never changes, and
+ends with what does (the object, the message, the feedback): the model host
+reuses the evaluated prefix of the previous prompt, so the persona's system
+prompt and the protocol are evaluated once, not on every candidate.
 """
 
 from __future__ import annotations
 
-import ast
-
 from batos.cognition.step import StepInput
 
-PLAN_SCHEMA = {
-    "type": "object",
-    "properties": {"queries": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3}},
-    "required": ["queries"],
-}
+# the model's answer ends with its code: a closing fence, or what models add after the method
+# (only at column 0, so never inside the method; "# Example usage", not "# Example", which may open the block)
+CODE_STOPS = ["\n```\n", "\nif __name__", "\n# Example usage", "\n# Test the", "\n# Testing", "\nprint("]
 
-CODE_RULES = """\
-Write exactly one Python function named `{selector}` whose first parameter is `self`.
-Rules:
-- Standard library only, imported at the top: math, datetime, json, re, collections, itertools, functools,
-  statistics, string, random, hashlib, time, decimal, fractions, textwrap (no os, sys, files or network).
-- No eval, exec, open, getattr with computed names, global or nonlocal; no names starting with an underscore,
-  except the line `self._p_changed = True`.
-- Read the object's data as self.<slot>. If the method assigns to self.<slot> or changes a list or dict held
-  by self, its last statement before returning must be `self._p_changed = True`.
-- Return the value asked for (do not print it).
+OBJECT_PROTOCOL = """\
+You write methods for living objects: Python objects that keep their slots across calls and restarts.
+How a method works with its object:
+- It is a function whose first parameter is `self`, the object. Read a slot as self.<slot>.
+  A slot that was never set does not exist: reading it raises AttributeError.
+- Assigning self.<slot> = value creates or replaces the slot; the object keeps it.
+- A method that keeps state the object may not have yet creates it on first use, like this:
+      if not hasattr(self, "items"):
+          self.items = []
+- After changing a list or dict held in a slot in place (append, remove, item assignment, update),
+  write `self._p_changed = True` before returning.
+- Call the object's other methods as self.<name>(...). To refuse a request, raise ValueError("why").
+- Return the value asked for; do not print it.
+Rules: standard library only, imported at the top (math, datetime, json, re, collections, itertools,
+functools, statistics, string, random, hashlib, time, decimal, fractions, textwrap); no os, sys, files
+or network; no eval, exec, open, global or nonlocal; getattr/hasattr only with a quoted slot name;
+no names starting with an underscore except `self._p_changed = True`.
+If the intent is a function's specification (def name(params): with a docstring), write that function
+as the method: the same parameters after self, behaving exactly as its examples show.
 Answer with the code only, in one ```python block."""
 
 
-def _signature(source: str, selector: str) -> str:
-    try:
-        func = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == selector)
-    except (SyntaxError, StopIteration):
-        return f"{selector}(self, ...)"
-    return f"{selector}({ast.unparse(func.args)})"
-
-
-def plan_prompt(step: StepInput) -> str:
-    return (
-        f"Mission: teach the object {step.target_name} to answer the message "
-        f"{step.selector}({step.call}).\nIntent: {step.intent or '(none given)'}\n"
-        "Give 1 to 3 short search queries for finding existing methods or knowledge that would help write it. "
-        'Answer as JSON: {"queries": [...]}'
-    )
-
-
-def code_prompt(step: StepInput) -> str:
+def code_prompt(step: StepInput, strategy: str) -> str:
+    """The prompt for one candidate. *strategy* "feedback" shows the last rejected
+    candidate and why; "first" and "fresh" (a new start after the same failure
+    twice) do not."""
     receiver = step.receiver
-    slots = ", ".join(f"{k}={v}"[:80] for k, v in receiver["slots"].items()) or "(none)"
-    methods = "\n".join(f"  self.{_signature(src, sel)}" for sel, src in receiver["methods"].items()) or "  (none)"
+    slots = "\n".join(f"  {k}: {v}" for k, v in receiver["slots"].items()) or "  (none yet)"
+    methods = "\n".join(f"  self.{summary}" for summary in receiver["methods"].values()) or "  (none)"
     parts = [
-        f"Object: {step.target_name}\nIts slots: {slots}\nMethods it already has (call them as self.<name>(...)):\n{methods}",
-        f"The message to answer: {step.target_name}.{step.selector}({step.call})"
-        f" -- {len(step.args)} positional argument(s){', keywords ' + ', '.join(step.kwargs) if step.kwargs else ''}.",
-        f"Intent: {step.intent or '(none given; infer it from the name)'}",
+        OBJECT_PROTOCOL,
+        f"The object: {step.target_name}\nIts slots:\n{slots}\nIts methods:\n{methods}",
     ]
     if step.context:
         examples = "\n\n".join(
@@ -61,7 +55,13 @@ def code_prompt(step: StepInput) -> str:
             for c in step.context[:3]
         )
         parts.append(f"Related methods and notes already in the system (reuse their ideas):\n{examples}")
-    if step.feedback:
-        parts.append(f"Your previous attempt was rejected:\n{step.previous}\nProblems:\n{step.feedback}\nFix them.")
-    parts.append(CODE_RULES.format(selector=step.selector))
+    parts.append(
+        f"The message to answer: {step.target_name}.{step.selector}({step.call})"
+        f" -- {len(step.args)} positional argument(s){', keywords ' + ', '.join(step.kwargs) if step.kwargs else ''}.\n"
+        f"Intent: {step.intent or '(none given; infer it from the name)'}"
+    )
+    if strategy == "feedback" and step.feedback:
+        parts.append(f"Your previous attempt was rejected:\n```python\n{step.previous.strip()}\n```\nProblems:\n{step.feedback}\n"
+                     "Fix them: write the method again, corrected.")
+    parts.append(f"Write the method `{step.selector}` now.")
     return "\n\n".join(parts)

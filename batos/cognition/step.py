@@ -9,18 +9,15 @@ reads the live receiver and arguments again, in its own transaction.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batos.cognition.artifacts import Brief, Candidate, Context, Plan, Verdict, latest
+from batos.cognition.artifacts import Brief, Candidate, Checks, Context, Plan, Verdict, latest
 from batos.cognition.states import CycleState
 from batos.core.refs import name_of, oid_hex
-
-
-def call_text(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-    """The message's arguments as they would be written in a call: ``5, base=2``."""
-    return ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+from batos.sandbox.trial import call_text
 
 
 @dataclass(frozen=True)
@@ -29,7 +26,8 @@ class StepInput:
 
     cycle: str
     state: CycleState
-    attempt: int  # the attempt being made: 0 for the first candidate
+    attempt: int  # the attempt (a round of candidates) being made: 0 for the first
+    index: int  # the candidate within the attempt: 0 for its first
     selector: str
     args: list[str]  # the arguments' reprs, for prompts
     kwargs: dict[str, str]
@@ -37,14 +35,18 @@ class StepInput:
     intent: str
     target_name: str
     target_ref: str  # the receiver's OID, hex
-    receiver: dict[str, Any]  # for the prompt: its slots (short reprs) and the methods it understands (sources)
+    receiver: dict[str, Any]  # for the prompt: its slots (type, short repr) and the methods it understands (signature, doc line)
     system: str  # BRICK's system prompt
     pins: dict[str, dict[str, Any]] | None  # the persona versions the brief pinned
     queries: list[str]  # the plan's
     context: list[dict[str, Any]]  # the snippets retrieval found
-    candidate: str | None  # the latest candidate's text, as the model wrote it
-    previous: str  # what the last rejected attempt was, for the feedback prompt
-    feedback: str  # why the previous attempt was rejected; empty on a first attempt
+    candidate: Candidate | None  # the latest candidate, as written and as repaired
+    previous: str  # the last rejected candidate, for the feedback prompt
+    feedback: str  # why it was rejected; empty before any rejection
+    failures: list[str]  # the failure class of every verdict so far, in order
+    shapes: dict[str, str]  # normalised-AST digest -> "attempt.index" of every candidate so far
+    checks: Checks | None  # the checks BRICK wrote from the intent, once written
+    verdicts: list[Verdict]  # this attempt's verdicts, in order
 
 
 def read_step(root: Any, cycle_id: str) -> StepInput:
@@ -54,10 +56,13 @@ def read_step(root: Any, cycle_id: str) -> StepInput:
     records = [dict(a) for a in cycle.artifacts]
     brief, plan, context = latest(records, Brief), latest(records, Plan), latest(records, Context)
     candidate, verdict = latest(records, Candidate), latest(records, Verdict)
+    verdicts = [Verdict.from_record(r) for r in records if r["kind"] == Verdict.kind]
+    candidates = [Candidate.from_record(r) for r in records if r["kind"] == Candidate.kind]
     return StepInput(
         cycle=cycle_id,
         state=CycleState(cycle.state),
         attempt=cycle.attempt,
+        index=getattr(cycle, "index", 0),  # cycles from before candidates were counted within an attempt
         selector=cycle.selector,
         args=[repr(a)[:200] for a in cycle.args],
         kwargs={k: repr(v)[:200] for k, v in cycle.kwargs.items()},
@@ -70,20 +75,43 @@ def read_step(root: Any, cycle_id: str) -> StepInput:
         pins=brief.pins if brief else None,
         queries=plan.queries if plan else [],
         context=context.snippets if context else [],
-        candidate=candidate.text if candidate else None,
-        previous=verdict.source if verdict and verdict.source else (candidate.text if candidate else ""),
-        # only the verdict on the attempt just before this one is feedback for it
-        feedback=verdict.feedback if verdict and verdict.attempt == cycle.attempt - 1 else "",
+        candidate=candidate,
+        previous=(verdict.source or "") if verdict else "",
+        feedback=verdict.feedback if verdict else "",
+        failures=[v.failure for v in verdicts if v.failure],
+        shapes={c.shape: f"{c.attempt + 1}.{c.index + 1}" for c in reversed(candidates) if c.shape and c.duplicate_of is None},
+        checks=latest(records, Checks),
+        verdicts=[v for v in verdicts if v.attempt == cycle.attempt],
     )
 
 
 def describe_receiver(receiver: Any, selector: str) -> dict[str, Any]:
-    """What the code prompt shows of the receiver: its slots as short reprs,
-    and the sources of the methods it understands (its own first)."""
+    """What the code prompt shows of the receiver: each slot's type and a short
+    value, and each method it understands (its own first) as a signature with
+    the first line of its docstring."""
     methods: dict[str, str] = {}
     for obj in receiver.ancestors():
         for name in obj.method_names():
             if name != selector and name not in methods:
-                methods[name] = obj.method_record(name).source
-    slots = {k: repr(getattr(receiver, k))[:200] for k in receiver.slot_names() if k != "parents"}
+                methods[name] = method_summary(obj.method_record(name).source, name)
+    slots = {k: slot_summary(getattr(receiver, k)) for k in receiver.slot_names() if k != "parents"}
     return {"slots": slots, "methods": methods}
+
+
+def slot_summary(value: Any) -> str:
+    """``list of 2: ['buy milk', 'call mum']``: what a slot holds, at a glance."""
+    kind = type(value).__name__
+    kind = {"PersistentList": "list", "PersistentMapping": "dict", "OOBTree": "dict"}.get(kind, kind)
+    size = f" of {len(value)}" if isinstance(value, (list, dict, set, tuple, str)) or kind in ("list", "dict") else ""
+    text = repr(value if kind not in ("list", "dict") or isinstance(value, (list, dict)) else (list(value) if kind == "list" else dict(value)))
+    return f"{kind}{size}: {text[:80] + ('...' if len(text) > 80 else '')}"
+
+
+def method_summary(source: str, selector: str) -> str:
+    """``balance(self) -- return the balance``: the signature and the docstring's first line."""
+    try:
+        func = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == selector)
+    except (SyntaxError, StopIteration):
+        return f"{selector}(self, ...)"
+    doc = (ast.get_docstring(func) or "").strip().splitlines()
+    return f"{selector}({ast.unparse(func.args)})" + (f" -- {doc[0][:100]}" if doc else "")

@@ -2,15 +2,26 @@
 
 The candidate runs exactly as an installed method would (:mod:`batos.sandbox.runtime`:
 a locked-down worker, hard limits per call), on the real receiver, but its
-changes are never applied. Each run (the message's own arguments, then each
-check) is a fresh call on the receiver as the image holds it.
+changes never reach the image: they are applied inside the caller's
+(reading) transaction and rolled back to a savepoint after each sequence.
+
+Two sequences run, each from the receiver as the image holds it:
+
+1. the message's own arguments — and, for a candidate that keeps state on
+   its object, the same message a second time with the state the first call
+   left, because "works once" is not "works" for a method that keeps state
+   (a first-use initialisation that runs every time, say);
+2. the checks, in order, with state carried from one to the next, as a
+   person reads a list of examples for a method that keeps state.
 
 The verdict is the kernel's: the worker returns values, never "passed", and
 the expected values of the checks never reach it, so a candidate that
 writes a fake verdict, or exits early, cannot make itself pass.
 
 Examples in the intent ("``>>> f(2)`` / ``4``", "``f(2) == 4``", "for example
-f(2) returns 4") become checks the trial runs as well.
+f(2) returns 4") become checks the trial runs as well; the cycle may add
+checks of its own (``source="model"``), which rank candidates but never
+decide alone.
 """
 
 from __future__ import annotations
@@ -34,31 +45,72 @@ class Check:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     expected: Any
+    source: str = "intent"  # "intent": the Architect's own example; "model": written by the cycle from the intent
+
+    def call(self, selector: str) -> str:
+        return f"{selector}({call_text(self.args, self.kwargs)})"
+
+
+def call_text(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """Arguments as they would be written in a call: ``5, base=2``."""
+    return ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
 
 
 @dataclass
 class TrialResult:
     ok: bool
+    call: str = ""  # the message as a call, for feedback: add_todo('milk')
     value: str | None = None
     error: str | None = None
+    stateful: bool = False  # the candidate keeps state: it was called twice
+    second_error: str | None = None  # the second call, with the first call's state, failed
     checks: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return self.ok and all(c.get("passed") for c in self.checks)
+        return self.ok and self.second_error is None and all(c.get("passed") for c in self.checks)
 
-    def feedback(self) -> str:
+    @property
+    def passed_intent(self) -> bool:
+        """Runs cleanly and meets every example of the Architect's (the model's own checks aside)."""
+        return self.ok and self.second_error is None and all(c.get("passed") for c in self.checks if c.get("source", "intent") == "intent")
+
+    def feedback(self, source: str | None = None) -> str:
+        """What went wrong, as the next prompt shows it: the call, expected and got, and the line that failed."""
         lines = []
         if self.error:
-            lines.append(f"Calling it with the message's arguments failed: {self.error}")
+            lines.append(f"Calling {self.call} failed: {_with_line(self.error, source)}")
+        if self.second_error:
+            lines.append(f"Calling {self.call} a second time, on the state the first call left, failed: {_with_line(self.second_error, source)}")
         for check in self.checks:
-            if not check.get("passed"):
-                lines.append(f"Check failed: {check['text']} -> expected {check['expected']}, got {check.get('got')}")
+            if not check.get("passed") and check.get("source", "intent") == "intent":
+                lines.append(f"Example {check['call']} should return {check['expected']}, but it returned {_with_line(str(check.get('got')), source)}")
         return "\n".join(lines)
 
+    def failure_kind(self) -> str:
+        """A coarse class of the failure, to notice the same mistake made twice: the exception type, or "wrong result"."""
+        error = self.error or self.second_error
+        if error:
+            return error.split(":", 1)[0]
+        return "wrong result" if not self.passed_intent else ""
+
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "value": self.value, "error": self.error, "checks": self.checks, "duration_s": round(self.duration_s, 3)}
+        return {"ok": self.ok, "call": self.call, "value": self.value, "error": self.error, "stateful": self.stateful,
+                "second_error": self.second_error, "checks": self.checks, "duration_s": round(self.duration_s, 3)}
+
+
+_WHERE = re.compile(r"\(line (\d+) of [\w]+\)")
+
+
+def _with_line(error: str, source: str | None) -> str:
+    """The error, with the source line it names quoted: the model sees where, not only that."""
+    match = _WHERE.search(error)
+    if source is None or match is None:
+        return error
+    lines = source.splitlines()
+    number = int(match.group(1))
+    return f"{error}, at `{lines[number - 1].strip()}`" if 0 < number <= len(lines) else error
 
 
 # -- checks from the intent ------------------------------------------------------
@@ -114,6 +166,32 @@ def same(got: Any, expected: Any) -> bool:
     return bool(got == expected)
 
 
+def keeps_state(source: str) -> bool:
+    """Whether a method writes to its receiver: assigns, deletes or changes in place a slot.
+
+    Read from the source the guardian accepted, so the trial knows to call it
+    twice before anyone has watched it run."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)) and _on_self(node):
+            return True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS and _on_self(node.func.value) \
+                and not (isinstance(node.func.value, ast.Name)):
+            return True
+    return False
+
+
+# the in-place methods of containers; a call on a value held by self changes the receiver
+_MUTATORS = frozenset({"append", "extend", "insert", "remove", "pop", "clear", "update", "setdefault", "popitem", "add",
+                       "discard", "sort", "reverse", "appendleft", "popleft", "extendleft", "rotate"})
+
+
+def _on_self(node: ast.AST) -> bool:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == "self"
+
+
 def run_trial(
     sandbox: MethodRuntime,
     receiver: UvmObject,
@@ -124,26 +202,57 @@ def run_trial(
     checks: Sequence[Check] = (),
     limits: MethodLimits | None = None,
 ) -> TrialResult:
-    """Inside a (reading) transaction: the candidate's calls and the kernel's verdict."""
+    """Inside a (reading) transaction: the candidate's calls and the kernel's verdict.
+
+    Changes are applied in that transaction (so a sequence sees the state its
+    earlier calls left) and rolled back to a savepoint after each sequence; a
+    receiver that is not in an image yet gets each call's changes discarded.
+    """
     record = MethodRecord(selector, source, 0, "trial", None)
+    jar = receiver._p_jar
+    carry = jar is not None
     started = time.monotonic()
 
     def call(call_args: Sequence[Any], call_kwargs: Mapping[str, Any]) -> Any:
-        return sandbox.run(receiver, receiver, record, list(call_args), dict(call_kwargs), override=source, apply=False, limits=limits)
+        return sandbox.run(receiver, receiver, record, list(call_args), dict(call_kwargs), override=source, apply=carry, limits=limits)
 
-    result = TrialResult(ok=False)
-    try:
-        value = call(args, kwargs)
-        result.ok, result.value = True, repr(value)[:2000]
-    except MethodFault as exc:
-        result.error = str(exc)
-    for check in checks:
-        entry: dict[str, Any] = {"text": check.text, "expected": repr(check.expected)}
+    def sequence(run: Any) -> None:
+        if not carry:
+            run()
+            return
+        savepoint = jar.transaction_manager.savepoint()
         try:
-            got = call(check.args, check.kwargs)
-            entry["got"], entry["passed"] = repr(got)[:500], same(got, check.expected)
+            run()
+        finally:
+            savepoint.rollback()
+
+    result = TrialResult(ok=False, call=f"{selector}({call_text(args, kwargs)})", stateful=keeps_state(source))
+
+    def message() -> None:
+        try:
+            value = call(args, kwargs)
+            result.ok, result.value = True, repr(value)[:2000]
         except MethodFault as exc:
-            entry["got"], entry["passed"] = str(exc)[:300], False
-        result.checks.append(entry)
+            result.error = str(exc)
+            return
+        if result.stateful:
+            try:
+                call(args, kwargs)
+            except MethodFault as exc:
+                result.second_error = str(exc)
+
+    def examples() -> None:
+        for check in checks:
+            entry: dict[str, Any] = {"text": check.text, "call": check.call(selector), "expected": repr(check.expected), "source": check.source}
+            try:
+                got = call(check.args, check.kwargs)
+                entry["got"], entry["passed"] = repr(got)[:500], same(got, check.expected)
+            except MethodFault as exc:
+                entry["got"], entry["passed"] = str(exc)[:300], False
+            result.checks.append(entry)
+
+    sequence(message)
+    if checks:
+        sequence(examples)
     result.duration_s = time.monotonic() - started
     return result

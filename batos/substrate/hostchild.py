@@ -9,7 +9,7 @@ First line out: ``{"ready": true, "memory": BYTES, "device": ..., "quantization"
 or ``{"error": ...}``. Then, per request line:
 
 - ``{"op": "complete", "messages": [...], "max_tokens", "temperature", "stop",
-  "stream", "json_schema", "adapter": null | {"name", "path"}}`` → zero or more
+  "stream", "json_schema", "seed": null | int, "adapter": null | {"name", "path"}}`` → zero or more
   ``{"token": TEXT}`` lines when streaming, then ``{"text", "tokens", "ttft_s"}``;
 - ``{"op": "adapter", "adapter": {...}}`` → ``{"adapter": NAME, "seconds": S}``
   (load, if new, and activate a LoRA adapter on the shared base);
@@ -52,6 +52,14 @@ class LlamaHost:
         # without n_threads llama-cpp-python uses half the cores: one of two on these machines
         self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
         self.threads = self.llm.context_params.n_threads  # what llama.cpp will compute on, as it took it
+        # llama.cpp reuses the evaluated prefix of the previous prompt by itself; the RAM
+        # cache keeps the states of earlier prompts too, so the personas' system prompts,
+        # interleaved on one host, are each evaluated once rather than on every switch
+        cache_mib = int(os.environ.get("BATOS_PROMPT_CACHE_MIB", "512"))
+        if cache_mib > 0:
+            from llama_cpp import LlamaRAMCache
+
+            self.llm.set_cache(LlamaRAMCache(capacity_bytes=cache_mib << 20))
         # mmap'd weights are only partly resident until touched: count the file too
         self.memory = max(resident_bytes() - before, os.path.getsize(path))
         self.device = "cpu"
@@ -66,6 +74,8 @@ class LlamaHost:
         self.adapter(request.get("adapter"))
         kwargs: dict[str, Any] = {"max_tokens": request["max_tokens"], "temperature": request["temperature"],
                                   "stop": request.get("stop") or None, "stream": True}
+        if request.get("seed") is not None:
+            kwargs["seed"] = int(request["seed"])
         if request.get("json_schema"):
             kwargs["response_format"] = {"type": "json_object", "schema": request["json_schema"]}
         for chunk in self.llm.create_chat_completion(messages=request["messages"], **kwargs):
@@ -157,6 +167,8 @@ class TransformersHost:
                            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
         if temperature > 0:
             generate_kwargs["temperature"] = temperature
+            if request.get("seed") is not None:
+                self.torch.manual_seed(int(request["seed"]))
         failure: list[BaseException] = []
 
         def run() -> None:

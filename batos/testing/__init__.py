@@ -33,6 +33,7 @@ class ScriptedModel:
         self.name = name
         self.calls = 0
         self.prompts: list[tuple[str, str]] = []
+        self.requests: list[dict[str, Any]] = []  # the sampling asked for with each prompt
         self._lock = threading.Lock()
 
     @classmethod
@@ -40,7 +41,8 @@ class ScriptedModel:
         return cls(json.loads(Path(path).read_text()))
 
     def complete(self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
-                 stop: list[str] | None = None, on_token: Callable[[str], None] | None = None) -> str:
+                 stop: list[str] | None = None, on_token: Callable[[str], None] | None = None, seed: int | None = None) -> str:
+        self.requests.append({"temperature": temperature, "seed": seed, "stop": list(stop or []), "max_tokens": max_tokens})
         text = self._next(system, prompt)
         text, _stopped = cut_at_stop(text, stop or [])
         if on_token is not None:

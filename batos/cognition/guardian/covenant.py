@@ -1,9 +1,11 @@
 """The Persistence Covenant: a path-sensitive data-flow check over one method.
 
-Every path that mutates ``self`` (an attribute, an augmented attribute, a
-container held by ``self``) must set ``self._p_changed = True`` after its last
-mutation and before it returns or falls off the end, or ZODB never learns of
-the change. Mutations inside ``if``/``for``/``while``/``with``/``try``/``match``
+Every path that changes a value held by ``self`` in place (``self.items.append(x)``,
+``self.totals[k] += 1``, an alias of either) must set ``self._p_changed = True``
+after its last such change and before it returns or falls off the end, or ZODB
+never learns of the change. Assigning a slot (``self.count = 0``,
+``self.count += 1``) needs no mark: it goes through the object's ``__setattr__``,
+which ZODB notices by itself. Mutations inside ``if``/``for``/``while``/``with``/``try``/``match``
 are followed into their blocks.
 
 Mutations through another name are followed too: an alias of a slot
@@ -115,6 +117,10 @@ class _Mutations(ast.NodeVisitor):
                 self._target(element)
         elif isinstance(target, ast.Starred):
             self._target(target.value)
+        elif isinstance(target, ast.Attribute) and self.names.is_receiver(target.value):
+            # self.slot = v (and self.n += 1) goes through the object's __setattr__,
+            # which ZODB notices by itself: only a change inside a held value needs the mark
+            return
         elif isinstance(target, (ast.Attribute, ast.Subscript)) and self.names.rooted(target):
             self.found = True
 

@@ -20,8 +20,8 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOT
 _CODE_START = re.compile(r"^(?:def |async def |class |import |from |@)")
 
 
-def _candidates(text: str) -> list[str]:
-    """Code blocks if the text has fences, else the text, trimmed to its code."""
+def code_chunks(text: str) -> list[str]:
+    """Code blocks if the text has fences, else the text, trimmed to its code (shape repairs read them too)."""
     blocks = [body for lang, body in _FENCE.findall(text) if lang.lower() in ("", "python", "py", "python3")]
     if blocks:
         return blocks
@@ -50,7 +50,7 @@ def extract_method(text: str, selector: str | None = None) -> tuple[str, str]:
     """Return (selector, source) for the one method in *text*, or raise Rejected."""
     parse_errors: list[str] = []
     found: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef, list[ast.stmt]]] = []
-    for chunk in _candidates(text):
+    for chunk in code_chunks(text):
         chunk = textwrap.dedent(chunk)
         try:
             tree = ast.parse(chunk)

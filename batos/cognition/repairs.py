@@ -1,0 +1,231 @@
+"""Shape repairs: model output that holds the right code in the wrong shape, made a method.
+
+People paste specifications as plain functions (``def f(numbers, k):``), and
+a model answers in the shape it was shown: no ``self``, a recursive call by
+bare name, a helper function beside the main one, a ``@staticmethod`` in a
+class, a constant at module level. None of that is wrong code, and throwing
+it away costs a whole model call. :func:`repair` reshapes it, deterministically
+and without a model, into exactly one ``def <selector>(self, ...)`` with its
+imports, and names every change it made, so the cycle records the repairs and
+the Architect can see them.
+
+Each repair is one small function over the parsed module; what cannot be
+repaired (no function at all, or several candidates with none of the right
+name) is left to the guardian, which says why in its own words.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from batos.cognition.guardian.extraction import code_chunks
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """The method's source after the repairs and what was done; None when
+    nothing needed (or allowed) repair, and the text goes to the guardian as written."""
+
+    source: str | None
+    repairs: list[str] = field(default_factory=list)
+
+
+_FUNC = (ast.FunctionDef, ast.AsyncFunctionDef)
+FuncDef = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+def repair(text: str, selector: str, methods: Collection[str] = ()) -> Repaired:
+    """Reshape model output *text* into one method named *selector*.
+
+    *methods* are the selectors the receiver already understands: a bare call
+    to one of them inside a function written without ``self`` was meant for
+    the receiver, as a bare recursive call was meant for the method itself.
+    """
+    for chunk in code_chunks(text):
+        try:
+            module = ast.parse(textwrap.dedent(chunk))
+        except SyntaxError:
+            continue
+        found = _reshape(module, selector, set(methods))
+        if found is not None:
+            return found
+    return Repaired(None)
+
+
+def _reshape(module: ast.Module, selector: str, methods: set[str]) -> Repaired | None:
+    repairs: list[str] = []
+    imports = [n for n in module.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    functions = [n for n in module.body if isinstance(n, _FUNC)]
+    classes = [n for n in module.body if isinstance(n, ast.ClassDef)]
+    target, owner = _choose(functions, classes, selector)
+    if target is None:
+        return None
+    if owner is not None:
+        repairs.append(f"took {target.name} out of class {owner.name}")
+        imports += [n for n in owner.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    original = target.name
+    if original != selector:
+        repairs.append(f"renamed {original} to {selector}")
+        target.name = selector
+    repairs += _drop_decorators(target)
+    added_self = _ensure_self(target, repairs)
+    if owner is None:
+        helpers = [f for f in functions if f is not target]
+        constants = [n for n in module.body if _is_constant(n, {f.name for f in functions})]
+        _nest(target, helpers, constants, repairs)
+    if added_self or original != selector:
+        _route_calls(target, {original: selector, selector: selector} | {m: m for m in methods}, repairs)
+    if not repairs:
+        return Repaired(None)  # already a method: the guardian extracts it with its comments intact
+    header = "\n".join(ast.unparse(i) for i in imports)
+    source = (header + "\n\n" if header else "") + ast.unparse(target) + "\n"
+    return Repaired(source, repairs)
+
+
+def _choose(functions: list[FuncDef], classes: list[ast.ClassDef], selector: str) -> tuple[FuncDef | None, ast.ClassDef | None]:
+    """The function meant as the method: the one named *selector* (top level
+    first, then in a class), else the only function there is; None when the
+    choice would be a guess."""
+    for func in functions:
+        if func.name == selector:
+            return func, None
+    in_classes = [(f, c) for c in classes for f in c.body if isinstance(f, _FUNC) and not f.name.startswith("__")]
+    for func, owner in in_classes:
+        if func.name == selector:
+            return func, owner
+    if len(functions) == 1 and not in_classes:
+        return functions[0], None
+    if not functions and len(in_classes) == 1:
+        return in_classes[0]
+    if functions and not in_classes:
+        # several top-level functions and none of the right name: the one no other calls is the entry point
+        called = {n.func.id for f in functions for n in ast.walk(f) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        roots = [f for f in functions if f.name not in called]
+        if len(roots) == 1:
+            return roots[0], None
+    return None, None
+
+
+def _drop_decorators(func: FuncDef) -> list[str]:
+    """A stored method is called as it is; a decorator would change that (and
+    ``@classmethod``'s ``cls`` is the receiver under another name)."""
+    done = [f"removed decorator @{ast.unparse(d)}" for d in func.decorator_list]
+    if any(isinstance(d, ast.Name) and d.id == "classmethod" for d in func.decorator_list):
+        params = func.args.posonlyargs + func.args.args
+        if params and params[0].arg == "cls":
+            _rename_name(func, "cls", "self")
+            params[0].arg = "self"
+            done.append("renamed cls to self")
+    func.decorator_list = []
+    return done
+
+
+def _ensure_self(func: FuncDef, repairs: list[str]) -> bool:
+    """Give *func* a first parameter ``self`` if it has none; whether one was added."""
+    params = func.args.posonlyargs + func.args.args
+    if params and params[0].arg == "self":
+        return False
+    func.args.args.insert(0, ast.arg(arg="self"))
+    repairs.append("added self as the first parameter")
+    return True
+
+
+def _is_constant(node: ast.stmt, functions: set[str]) -> bool:
+    """``NAME = value`` at module level that calls none of the module's functions:
+    a constant the function may read (``x = f(5)`` is example usage, not a constant)."""
+    return (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and not any(isinstance(n, ast.Name) and n.id in functions for n in ast.walk(node.value))
+    )
+
+
+def _nest(target: FuncDef, helpers: list[FuncDef], constants: list[ast.stmt], repairs: list[str]) -> None:
+    """Move the module-level helpers and constants the method uses into its body,
+    where a stored method can reach them (it has no module of its own)."""
+    used = _names_used(target)
+    wanted_helpers: list[FuncDef] = []
+    frontier = list(used)
+    seen: set[str] = set()
+    by_name = {h.name: h for h in helpers}
+    while frontier:  # helpers calling helpers
+        name = frontier.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        wanted_helpers.append(by_name[name])
+        frontier += _names_used(by_name[name])
+    reached = used | {n for h in wanted_helpers for n in _names_used(h)}
+    wanted_constants = [c for c in constants if isinstance(c, ast.Assign) and c.targets[0].id in reached]  # type: ignore[union-attr]
+    if not wanted_helpers and not wanted_constants:
+        return
+    body = list(target.body)
+    docstring = body[:1] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str) else []
+    ordered_helpers = [h for h in helpers if h in wanted_helpers]  # keep the model's order
+    target.body = docstring + wanted_constants + ordered_helpers + body[len(docstring):]
+    for constant in wanted_constants:
+        repairs.append(f"moved constant {constant.targets[0].id} into the method")  # type: ignore[union-attr]
+    for helper in ordered_helpers:
+        repairs.append(f"moved helper function {helper.name} into the method")
+
+
+def _names_used(func: FuncDef) -> set[str]:
+    return {n.id for n in ast.walk(func) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _local_names(func: FuncDef) -> set[str]:
+    """Names bound inside *func* (parameters, assignments, nested defs, imports): a call to one is not the receiver's."""
+    bound = {a.arg for a in func.args.posonlyargs + func.args.args + func.args.kwonlyargs}
+    for extra in (func.args.vararg, func.args.kwarg):
+        if extra is not None:
+            bound.add(extra.arg)
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, _FUNC) and node is not func:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound
+
+
+def _route_calls(func: FuncDef, routes: dict[str, str], repairs: list[str]) -> None:
+    """Bare calls ``f(...)`` meant for the receiver become ``self.<route>(...)``:
+    the function's own (old) name, and the receiver's other methods, unless a
+    local name shadows them."""
+    local = _local_names(func) - {func.name}
+    changed: set[str] = set()
+    for node in ast.walk(func):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            name = node.func.id
+            if name in routes and name not in local:
+                node.func = ast.Attribute(value=ast.Name(id="self", ctx=ast.Load()), attr=routes[name], ctx=ast.Load())
+                changed.add(name)
+    for name in sorted(changed):
+        repairs.append(f"calls to {name}(...) now go to self.{routes[name]}(...)")
+
+
+def _rename_name(func: FuncDef, old: str, new: str) -> None:
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and node.id == old:
+            node.id = new
+
+
+def normalised(source: str) -> str:
+    """A candidate's identity for "was this tried already": its AST without
+    docstrings, positions or formatting, so a copy that differs only in
+    whitespace, comments or quoting is the same candidate."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return " ".join(source.split())
+    for node in ast.walk(tree):
+        if isinstance(node, (*_FUNC, ast.ClassDef, ast.Module)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
