@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from batos.core.errors import BatosError
 from batos.wire.curve import CurveKeyError, public_key, secret_keypair
-from batos.wire.protocol import DEFAULT_ENDPOINT, FINAL_KINDS, PROTOCOL_VERSION, Inspect, Ping, Send, decode_reply, encode
+from batos.wire.protocol import DEFAULT_ENDPOINT, FINAL_KINDS, PROTOCOL_VERSION, WRITING, Inspect, Ping, Send, decode_reply, encode
 
 
 
@@ -160,3 +160,27 @@ def connect(endpoint: str, server_key: str | None = None, client_key: str | None
             raise BatosError("--curve-server-key and --curve-client-key go together")
         curve = CurveKeys(Path(server_key), Path(client_key))
     return KernelClient(endpoint, curve=curve, **kw)
+
+
+class ProgressPrinter:
+    """Shows progress replies: one line per step, and the method being written
+    inline, piece by piece, as the model writes it."""
+
+    def __init__(self, write: Callable[[str], None], indent: str = "") -> None:
+        self.write = write
+        self.indent = indent
+        self.streaming = False
+
+    def __call__(self, reply: Any) -> None:
+        if reply.kind != "progress":
+            return
+        if reply.state == WRITING:
+            if not self.streaming:
+                self.write(f"{self.indent}[{WRITING}]\n")
+                self.streaming = True
+            self.write(reply.detail)
+            return
+        if self.streaming:
+            self.write("\n")
+            self.streaming = False
+        self.write(f"{self.indent}[{reply.state}] {reply.detail}\n")

@@ -162,7 +162,7 @@ def test_jsonl_lines_are_documents_and_bad_lines_are_reported(tmp_path):
 
 def test_learned_skills_are_memories(image):
     code = "```python\ndef double(self, x):\n    return 2 * x\n```"
-    engine = CycleEngine(image.db, SharedPersonas(ScriptedModel(['{"queries": ["double"]}', code])))
+    engine = CycleEngine(image.db, SharedPersonas(ScriptedModel([code])))
     kernel = Kernel(image, engine=engine)
     reply = kernel.send(Send(v=1, id="1", kind="send", target="genesis", selector="double", args=[3], intent="multiply a number by two"))
     assert reply.value == 6

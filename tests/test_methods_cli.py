@@ -20,7 +20,7 @@ def batos(*args):
 
 
 def learn_and_edit(image):
-    engine = CycleEngine(image.db, SharedPersonas(ScriptedModel(['{"queries": ["x"]}', "```python\ndef double(self, x):\n    return 2 * x\n```"])))
+    engine = CycleEngine(image.db, SharedPersonas(ScriptedModel(["```python\ndef double(self, x):\n    return 2 * x\n```"])))
     reply = Kernel(image, engine=engine).send(Send(v=1, id="1", kind="send", target="genesis", selector="double", args=[2], intent="double it"))
     assert reply.value == 4
     transact(image.db, lambda root: root["genesis"].define_method("double", "def double(self, x):\n    return x + x + 1\n"))

@@ -31,7 +31,9 @@ def register(commands: Commands) -> None:
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback endpoint without CURVE")
     p.add_argument("--model", choices=["embedded", "none"], default="embedded",
                    help="the model cycles use to learn unknown messages (none: refuse them)")
-    p.add_argument("--max-attempts", type=int, default=3, help="synthesis attempts per cycle (default 3)")
+    p.add_argument("--max-attempts", type=int, default=3, help="synthesis attempts (rounds of candidates) per cycle (default 3)")
+    p.add_argument("--candidates", type=int, default=3, help="candidates per attempt after the first, ranked by checks (default 3)")
+    p.add_argument("--model-checks", type=int, default=4, help="checks BRICK writes from the intent once the first attempt fails (default 4; 0: none)")
     p.add_argument("--model-threads", type=int, default=None,
                    help="cores each llama.cpp model host computes on (default: all of this machine's cores)")
     p.add_argument("--model-budget-gib", type=float, default=8.0,
@@ -45,6 +47,8 @@ def register(commands: Commands) -> None:
                               "(still separate, rlimited processes); without it such a host refuses to run them")
     loops = p.add_argument_group("the slower loops")
     loops.add_argument("--no-heartbeat", action="store_true", help="no self-generated goals")
+    loops.add_argument("--no-loops", action="store_true",
+                       help="no slower loops at all (no judging, training or goals): a kernel that only learns, as benchmarks run it")
     loops.add_argument("--idle-seconds", type=float, default=300.0, help="quiet time before the motivator proposes and runs goals (default 300)")
     loops.add_argument("--goals-per-hour", type=int, default=4, help="most self-generated goals started in any hour (default 4)")
     loops.add_argument("--judge-threshold", type=float, default=0.7, help="ALFRED's score that puts an interaction in the golden dataset")
@@ -70,8 +74,10 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     check_exposure(config.endpoint, curve, args.insecure)
     if args.method_wall_seconds <= 0 or args.method_cpu_seconds < 1 or args.method_memory_mib < 64:
         raise BatosError("--method-wall-seconds must be positive, --method-cpu-seconds at least 1, --method-memory-mib at least 64")
-    assembly = Assembly(kernel=config, cycle=CycleConfig(max_attempts=args.max_attempts),
-                        loops=loops_config(args),  # refused before anything is opened
+    if args.max_attempts < 1 or args.candidates < 1 or args.model_checks < 0:
+        raise BatosError("--max-attempts and --candidates must be at least 1, --model-checks at least 0")
+    assembly = Assembly(kernel=config, cycle=CycleConfig(max_attempts=args.max_attempts, candidates=args.candidates, model_checks=args.model_checks),
+                        loops=None if args.no_loops else loops_config(args),  # refused before anything is opened
                         metalog=metalog_path(args.image),
                         method_limits=MethodLimits(args.method_wall_seconds, args.method_cpu_seconds, args.method_memory_mib << 20),
                         unsafe_methods=args.unsafe_unsandboxed_methods)

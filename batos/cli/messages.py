@@ -79,7 +79,7 @@ def protection_line(p: dict[str, Any]) -> str:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from clients.client import make_send, parse_word
+    from clients.client import ProgressPrinter, make_send, parse_word
 
     kwargs: dict[str, Any] = {}
     for item in args.kw:
@@ -91,9 +91,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     # With --json stdout carries exactly one document, so progress goes to stderr.
     progress_out = sys.stderr if args.json else sys.stdout
 
-    def show(reply: Any) -> None:
-        if reply.kind == "progress":
-            print(f"[{reply.state}] {reply.detail}", file=progress_out, flush=True)
+    def write(text: str) -> None:
+        progress_out.write(text)
+        progress_out.flush()
+
+    show = ProgressPrinter(write)
 
     with client(args) as kernel:
         reply = kernel.request(message, timeout=args.timeout, on_reply=show)

@@ -44,6 +44,17 @@ def latest(records: Iterable[Mapping[str, Any]], kind: type[A]) -> A | None:
     return next((kind.from_record(r) for r in reversed(list(records)) if r["kind"] == kind.kind), None)
 
 
+def installed_source(cycle: Any) -> str:
+    """The method a COMPLETE cycle installed: named in its outcome, or (cycles from
+    before candidates were ranked) the source of its last verdict."""
+    source = (cycle.outcome or {}).get("source")
+    if source is None:
+        verdict = latest(cycle.artifacts, Verdict)
+        assert verdict is not None and verdict.source is not None, "a cycle completes only on an accepted verdict"
+        source = verdict.source
+    return str(source)
+
+
 @dataclass(frozen=True)
 class Brief(Artifact):
     """IDLE -> DECOMPOSING: the message to learn and the persona versions the whole cycle speaks through."""

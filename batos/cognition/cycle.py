@@ -48,6 +48,7 @@ from batos.sandbox.runtime import MethodLimits, MethodRuntime, installed
 from batos.sandbox.trial import Check, TrialResult, checks_from_intent, run_trial
 from batos.substrate.llm import ModelError
 from batos.substrate.personas import Personas
+from batos.wire.protocol import WRITING
 
 Progress = Callable[[str, str], None]
 
@@ -368,7 +369,7 @@ class CycleEngine:
             dissonance = cycle_dissonance([dict(a) for a in cycle.artifacts], state)
             candidates = sum(1 for a in cycle.artifacts if a["kind"] == "candidate")
             cycle.outcome = {"state": state.value, "reason": reason, "attempts": cycle.attempt + 1, "candidates": candidates,
-                             "dissonance": dissonance}
+                             "dissonance": dissonance, "source": source}
             record_signal(orchestrator, dissonance, "cycle", cycle.cycle_id)
             del orchestrator.active_cycles[cycle.key]
 
@@ -438,7 +439,7 @@ class CycleEngine:
             temperature = _temperature(step.attempt, step.index, resample)
             seed = _seed(step.cycle, step.attempt, step.index, resample)
             text = brick.complete(step.system, prompt, max_tokens=self.config.code_tokens, temperature=temperature, seed=seed,
-                                  stop=CODE_STOPS, on_token=lambda piece: progress("WRITING", piece))
+                                  stop=CODE_STOPS, on_token=lambda piece: progress(WRITING, piece))
             fixed = repair(text, step.selector, step.receiver["methods"].keys())
             shape = digest(normalised(_shape_source(text, fixed.source, step.selector)))
             duplicate = seen.get(shape)

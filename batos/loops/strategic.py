@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from persistent.list import PersistentList
 
-from batos.cognition.artifacts import Verdict, latest
+from batos.cognition.artifacts import installed_source
 from batos.cognition.states import CycleState
 from batos.cognition.step import call_text
 from batos.loops.contrapunto import BRICK_PROMPT, ROBIN_PROMPT
@@ -81,13 +81,12 @@ class Strategist:
             cycle = root["orchestrator"].cycles[cycle_id]
             if cycle.state != CycleState.COMPLETE or cycle.responds_to("judgement"):
                 return None
-            verdict = latest(cycle.artifacts, Verdict)
-            assert verdict is not None and verdict.source is not None  # a cycle completes only on an accepted verdict
+            source = installed_source(cycle)
             call = call_text(cycle.args, cycle.kwargs)
             example = {"persona": "BRICK", "system": system_prompt(root, "BRICK"), "ref": f"cycle:{cycle_id}",
                        "prompt": f"Teach {name_of(cycle.target)} to answer {cycle.selector}({call}). "
                                  f"Intent: {cycle.intent or '(infer it from the name)'}",
-                       "completion": f"```python\n{verdict.source.strip()}\n```"}
+                       "completion": f"```python\n{source.strip()}\n```"}
         judgement = self._judge(example)
 
         def work(root: Any) -> None:

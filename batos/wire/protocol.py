@@ -88,6 +88,11 @@ class Ack(_Reply):
     kind: Literal["ack"] = "ack"
 
 
+# A progress reply in this state carries, as its detail, the next piece of the
+# method the model is writing: clients show the pieces inline as they come.
+WRITING = "WRITING"
+
+
 class Progress(_Reply):
     kind: Literal["progress"] = "progress"
     state: str
