@@ -257,3 +257,143 @@ def test_the_image_keeps_states_and_artifacts_as_plain_data(image):
 def test_a_brief_from_before_personas_were_pinned_still_reads():
     record = {"kind": "brief", "selector": "f", "call": "", "intent": "", "target": "0x01", "sha256": digest("f"), "at": 1.0}
     assert Brief.from_record(record).pins is None
+
+
+# -- learning better: repairs, diversity, checks, state ---------------------------------
+
+
+def artifacts(image, kind=None):
+    with reading(image.db) as root:
+        [cycle] = root["orchestrator"].cycles.values()
+        return [dict(a) for a in cycle.artifacts if kind is None or a["kind"] == kind]
+
+
+PASTED = '''def factorial(n):
+    """Return n!.
+
+    >>> factorial(4)
+    24
+    """
+    if n <= 1:
+        return 1
+    return n * factorial(n - 1)
+'''
+
+
+def test_a_pasted_function_without_self_is_repaired_not_rejected(image):
+    """Regression: "no def factorial(self, ...) found" threw away correct code written as a plain function."""
+    kernel, model, _ = make_kernel(image, [f"```python\n{PASTED}```"])
+    assert send(kernel, "factorial", 5, intent=PASTED).value == 120
+    [candidate] = artifacts(image, "candidate")
+    assert candidate["repairs"] == ["added self as the first parameter", "calls to factorial(...) now go to self.factorial(...)"]
+    with reading(image.db) as root:
+        assert "return n * self.factorial(n - 1)" in root["genesis"].method_record("factorial").source
+    assert model.calls == 1
+
+
+def test_a_repeated_candidate_is_never_trialled_again(image):
+    """Regression: attempts 2 and 3 were byte-identical to attempt 1 whatever the feedback."""
+    same_again = WRONG.replace("n * 2", "(n*2)  # same thing")
+    kernel, model, _ = make_kernel(image, [WRONG, WRONG, same_again, GOOD])
+    assert send(kernel, "factorial", 5).value == 120
+    candidates = artifacts(image, "candidate")
+    assert [(c["attempt"], c["duplicate_of"]) for c in candidates] == [(0, None), (1, "1.1"), (1, "1.1"), (1, None)]
+    assert [c["temperature"] for c in candidates] == [0.1, 0.6, 0.8, 1.0]
+    assert len({c["seed"] for c in candidates}) == 4
+    assert [r["seed"] for r in model.requests] == [c["seed"] for c in candidates]
+    trialled = [c for c in candidates if c["duplicate_of"] is None]
+    assert len({c["shape"] for c in trialled}) == len(trialled)
+    assert [v["failure"] for v in artifacts(image, "verdict")] == ["wrong result", ""]  # repeats were never trialled
+
+
+def test_an_attempt_of_nothing_but_repeats_is_rejected_without_a_trial(image):
+    kernel, model, _ = make_kernel(image, lambda system, prompt: WRONG)
+    reply = send(kernel, "factorial", 5)
+    assert isinstance(reply, Error) and reply.code == "cycle_failed"
+    verdicts = artifacts(image, "verdict")
+    assert [v["failure"] for v in verdicts] == ["wrong result", "duplicate", "duplicate"]
+    assert [v["trial"] for v in verdicts[1:]] == [None, None]
+    assert model.calls == 1 + 3 + 3  # each later attempt: the candidate and its two resamples
+
+
+def test_the_same_failure_twice_switches_to_a_fresh_prompt(image):
+    missing = "```python\ndef factorial(self, n):\n    return self.table[n]\n```"
+    missing2 = "```python\ndef factorial(self, n):\n    return self.cache[n] * 1\n```"
+    kernel, model, _ = make_kernel(image, [missing, missing2, GOOD])
+    assert send(kernel, "factorial", 5).value == 120
+    strategies = [c["strategy"] for c in artifacts(image, "candidate")]
+    assert strategies == ["first", "feedback", "fresh"]
+    prompts = [p for _, p in model.prompts]
+    assert "Your previous attempt was rejected" in prompts[1] and "return self.table[n]" in prompts[1]
+    assert "Your previous attempt was rejected" not in prompts[2]
+    assert "Calling factorial(5) failed: AttributeError" in prompts[1] and "at `return self.table[n]`" in prompts[1]
+
+
+FACTORIAL_CHECKS = "```python\nassert factorial(0) == 1\nassert factorial(5) == 120\nassert factorial(4) == 25\nassert factorial(3) == 7\nassert fib(3) == 2\n```"
+ONLY_FOUR = "```python\ndef factorial(self, n):\n    return 24 if n == 4 else 0\n```"
+LOOPED = "```python\ndef factorial(self, n):\n    out = 1\n    for i in range(2, n + 1):\n        out *= i\n    return out\n```"
+
+
+def test_candidates_are_ranked_by_the_models_own_checks_and_their_agreement(image):
+    def script(system, prompt):
+        if "test lines" in prompt:
+            return FACTORIAL_CHECKS
+        script.calls += 1
+        return [WRONG, ONLY_FOUR, GOOD, LOOPED][script.calls - 1]
+    script.calls = 0
+
+    kernel, model, _ = make_kernel(image, script, candidates=3, model_checks=4)
+    assert send(kernel, "factorial", 5).value == 120
+    [checks] = artifacts(image, "checks")
+    kept = [(c["args"], c["expected"]) for c in checks["checks"] if c["dropped"] is None]
+    assert kept == [([0], 1), ([5], 120), ([3], 7)]  # a wrong check survives: it only ranks
+    dropped = {c["text"]: c["dropped"] for c in checks["checks"] if c["dropped"]}
+    assert dropped == {"assert factorial(4) == 25": "contradicts the intent's example factorial(4) == 24", "assert fib(3) == 2": "calls fib, not factorial"}
+    verdicts = artifacts(image, "verdict")
+    assert [(v["index"], v["passed_intent"]) for v in verdicts] == [(0, False), (0, True), (1, True), (2, True)]
+    assert verdicts[-1]["score"] == 6.0 and verdicts[-1]["chosen"] is False  # LOOPED agrees with GOOD: 2 x (1 + 2)
+    with reading(image.db) as root:
+        cycle = next(iter(root["orchestrator"].cycles.values()))
+        assert cycle.outcome["reason"] == "installed factorial: candidate 2.2, ranked first of 3 by the checks (score 6)"
+        assert root["genesis"].method_record("factorial").source == "import math\n\ndef factorial(self, n):\n    return math.factorial(n)\n"
+    assert "factorial(4) == 24" in model.prompts[1][1] and "def factorial(self, n)" not in model.prompts[1][1].split("Tests already")[0]
+
+
+RESETS = "```python\ndef add_todo(self, item):\n    self.todos = []\n    self.todos.append(item)\n    self._p_changed = True\n    return self.todos\n```"
+KEEPS = ("```python\ndef add_todo(self, item):\n    if not hasattr(self, 'todos'):\n        self.todos = []\n    self.todos.append(item)\n"
+         "    self._p_changed = True\n    return self.todos\n```")
+TODO_INTENT = "add an item to a todo list this object keeps, return the whole list: add_todo('a') returns ['a'], then add_todo('b') returns ['a', 'b']"
+
+
+def test_a_method_that_keeps_state_is_tried_on_carried_state_and_leaves_the_image_alone(image):
+    kernel, model, _ = make_kernel(image, [RESETS, KEEPS])
+    assert send(kernel, "add_todo", "milk", intent=TODO_INTENT).value == ["milk"]  # the trial's items were rolled back
+    assert send(kernel, "add_todo", "eggs").value == ["milk", "eggs"]
+    first, second = artifacts(image, "verdict")
+    assert first["trial"]["stateful"] is True
+    assert [c["passed"] for c in first["trial"]["checks"]] == [True, False]
+    assert "Example add_todo('b') should return ['a', 'b'], but it returned ['b']" in model.prompts[1][1]
+    assert second["passed_intent"] is True
+
+
+def test_a_method_that_fails_on_its_second_call_is_rejected(image):
+    once = "```python\ndef tally(self, n):\n    if hasattr(self, 'total'):\n        raise ValueError('already counted')\n    self.total = n\n    return n\n```"
+    kernel, model, _ = make_kernel(image, [once, "```python\ndef tally(self, n):\n    self.total = getattr(self, 'total', 0) + n\n    return self.total\n```"])
+    assert send(kernel, "tally", 2, intent="add n to a running total this object keeps and return the total").value == 2
+    first = artifacts(image, "verdict")[0]
+    assert first["trial"]["second_error"].startswith("ValueError: already counted (line 3 of tally)")
+    assert "a second time, on the state the first call left, failed: ValueError: already counted" in model.prompts[1][1]
+
+
+def test_the_prompt_shows_slots_with_types_and_methods_with_signatures(image):
+    def setup(root):
+        root["genesis"].todos = ["buy milk", "call mum"]
+        root["genesis"].define_method("count_todos", 'def count_todos(self):\n    """How many todos there are."""\n    return len(self.todos)\n')
+    transact(image.db, setup)
+    kernel, model, _ = make_kernel(image, [GOOD])
+    send(kernel, "factorial", 5)
+    prompt = model.prompts[0][1]
+    assert "  todos: list of 2: ['buy milk', 'call mum']" in prompt
+    assert "  self.count_todos(self) -- How many todos there are." in prompt
+    assert 'if not hasattr(self, "items"):' in prompt  # the first-use idiom the guardian accepts
+    assert model.requests[0]["stop"][0] == "\n```\n"

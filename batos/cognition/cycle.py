@@ -432,7 +432,6 @@ class CycleEngine:
         brick = self.personas.speaker("BRICK", step.pins)
         strategy = _strategy(step)
         prompt = code_prompt(step, strategy)
-        seen = dict(step.shapes)
         label = f"{step.attempt + 1}.{step.index + 1}"
         for resample in range(self.config.resamples + 1):
             started = time.monotonic()
@@ -442,7 +441,7 @@ class CycleEngine:
                                   stop=CODE_STOPS, on_token=lambda piece: progress(WRITING, piece))
             fixed = repair(text, step.selector, step.receiver["methods"].keys())
             shape = digest(normalised(_shape_source(text, fixed.source, step.selector)))
-            duplicate = seen.get(shape)
+            duplicate = step.shapes.get(shape)
             records.append(Candidate(
                 persona="BRICK", model=brick.name, attempt=step.attempt, text=text, sha256=digest(text),
                 duration_s=time.monotonic() - started, index=step.index, strategy=strategy, temperature=temperature, seed=seed,
@@ -451,7 +450,6 @@ class CycleEngine:
             if duplicate is None:
                 break
             progress(CycleState.SYNTHESIZING, f"candidate {label} repeats candidate {duplicate}; sampling again, warmer")
-            seen[shape] = label
         repaired = f" ({'; '.join(fixed.repairs)})" if fixed.repairs else ""
         self._transition(step, CycleState.VALIDATING, f"candidate {label}", records)
         progress(CycleState.VALIDATING, f"the guardian audits candidate {label}{repaired}, then a trial run")

@@ -102,7 +102,8 @@ def _choose(functions: list[FuncDef], classes: list[ast.ClassDef], selector: str
         return in_classes[0]
     if functions and not in_classes:
         # several top-level functions and none of the right name: the one no other calls is the entry point
-        called = {n.func.id for f in functions for n in ast.walk(f) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        called = {n.func.id for f in functions for n in ast.walk(f)
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id != f.name}  # recursion is no caller
         roots = [f for f in functions if f.name not in called]
         if len(roots) == 1:
             return roots[0], None

@@ -1,0 +1,79 @@
+"""Shape repairs: model output with the right code in the wrong shape becomes one method, and says what changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from batos.cognition.guardian import audit
+from batos.cognition.repairs import normalised, repair
+
+CASES = {
+    "a plain function with recursion": (
+        "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n", "fact", (),
+        "def fact(self, n):\n    return 1 if n < 2 else n * self.fact(n - 1)\n",
+        ["added self as the first parameter", "calls to fact(...) now go to self.fact(...)"],
+    ),
+    "the wrong name": (
+        "```python\ndef factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)\n\nprint(factorial(5))\n```", "fact", (),
+        "def fact(self, n):\n    return 1 if n < 2 else n * self.fact(n - 1)\n",
+        ["renamed factorial to fact", "added self as the first parameter", "calls to factorial(...) now go to self.fact(...)"],
+    ),
+    "a staticmethod in a class calling the receiver's method": (
+        "class Counter:\n    @staticmethod\n    def get(x):\n        return setNum(x) + 1\n", "get", ("setNum",),
+        "def get(self, x):\n    return self.setNum(x) + 1\n",
+        ["took get out of class Counter", "removed decorator @staticmethod", "added self as the first parameter",
+         "calls to setNum(...) now go to self.setNum(...)"],
+    ),
+    "a classmethod": (
+        "class A:\n    @classmethod\n    def make(cls, v):\n        return cls.size + v\n", "make", (),
+        "def make(self, v):\n    return self.size + v\n",
+        ["took make out of class A", "removed decorator @classmethod", "renamed cls to self"],
+    ),
+    "helpers, constants and imports at module level": (
+        "import re\nVOWELS = 'aeiou'\n\ndef is_vowel(c):\n    return c in VOWELS\n\ndef count_vowels(s):\n"
+        "    return sum(1 for c in s if is_vowel(c))\n\nresult = count_vowels('hello')\n", "count_vowels", (),
+        "import re\n\ndef count_vowels(self, s):\n    VOWELS = 'aeiou'\n\n    def is_vowel(c):\n        return c in VOWELS\n"
+        "    return sum((1 for c in s if is_vowel(c)))\n",
+        ["added self as the first parameter", "moved constant VOWELS into the method", "moved helper function is_vowel into the method"],
+    ),
+    "a method with its helper outside": (
+        "def helper(x):\n    return x * 2\n\ndef twice(self, x):\n    return helper(x)\n", "twice", (),
+        "def twice(self, x):\n\n    def helper(x):\n        return x * 2\n    return helper(x)\n",
+        ["moved helper function helper into the method"],
+    ),
+    "the entry point among several functions": (
+        "def square(x):\n    return x * x\n\ndef total(xs):\n    return sum(square(x) for x in xs)\n", "sum_squares", (),
+        "def sum_squares(self, xs):\n\n    def square(x):\n        return x * x\n    return sum((square(x) for x in xs))\n",
+        ["renamed total to sum_squares", "added self as the first parameter", "moved helper function square into the method"],
+    ),
+    "a local name shadows the receiver's method": (
+        "def run(items):\n    setNum = len\n    return setNum(items)\n", "run", ("setNum",),
+        "def run(self, items):\n    setNum = len\n    return setNum(items)\n",
+        ["added self as the first parameter"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_repairs(name):
+    text, selector, methods, source, repairs = CASES[name]
+    fixed = repair(text, selector, methods)
+    assert (fixed.source, fixed.repairs) == (source, repairs)
+    assert audit(fixed.source, selector).accepted
+
+
+@pytest.mark.parametrize("text", [
+    "def m(self, x):\n    # a comment kept\n    return x\n",  # already a method: left to the guardian, comments intact
+    "I cannot help with that.",  # no code
+    "def a(x):\n    return x\n\ndef b(y):\n    return a(y) + b(y)\n\ndef c(z):\n    return z\n",  # two entry points: a guess
+    "def broken(:\n",  # not Python
+])
+def test_nothing_to_repair_leaves_the_text_to_the_guardian(text):
+    assert repair(text, "m").source is None
+
+
+def test_normalised_shape_ignores_docstrings_comments_and_layout():
+    a = "def f(self, n):\n    '''Twice.'''\n    return n * 2\n"
+    b = "def f(self,n):\n  # twice\n  return (n*2)\n"
+    c = "def f(self, n):\n    return n * 3\n"
+    assert normalised(a) == normalised(b) != normalised(c)
