@@ -8,7 +8,7 @@ Suites (``bench/*.json``):
 - ``stateful``: message sequences to one fresh object whose later messages
   depend on the state earlier ones left (its state starts absent). Success:
   every step's reply is the expected value (or an error where one is due).
-- ``mandates``: the original 22 one-liners (``--suite all`` only).
+- ``mandates``: the original 22 one-liners (only when asked for).
 
 Arms, on the same model file, the same thread count and the same machine:
 
@@ -27,7 +27,7 @@ the same repair the cycle uses), and it runs in the same sandbox. Times are
 from the message (or prompt) to a method in place; the hidden tests are not
 timed.
 
-Usage: ``.venv/bin/python bench/bench_cycle.py [--suite specs|stateful|all] [--limit N] [--k 4]``;
+Usage: ``.venv/bin/python bench/bench_cycle.py [--suite specs stateful mandates] [--limit N] [--k 4]``;
 writes ``bench/results/cycle.json`` and ``cycle.md``.
 """
 
@@ -75,19 +75,19 @@ def free_port() -> int:
 # -- problems, one shape for both suites ------------------------------------------------
 
 
-def problems(suite: str, limit: int | None) -> list[dict[str, Any]]:
+def problems(suites: list[str], limit: int | None) -> list[dict[str, Any]]:
     """Each problem: an object name and its steps; a step with an intent is where a method is learned."""
     out: list[dict[str, Any]] = []
-    if suite in ("specs", "all"):
+    if "specs" in suites:
         for spec in json.loads((ROOT / "bench" / "specs.json").read_text())[:limit]:
             out.append({"suite": "specs", "name": spec["name"], "object": f"spec_{spec['name']}",
                         "steps": [{"selector": spec["selector"], "args": spec["message"], "intent": spec["spec"], "expected": None}],
                         "tests": [{"selector": spec["selector"], **t} for t in spec["tests"]]})
-    if suite in ("stateful", "all"):
+    if "stateful" in suites:
         for scenario in json.loads((ROOT / "bench" / "stateful.json").read_text())[:limit]:
             out.append({"suite": "stateful", "name": scenario["name"], "object": f"obj_{scenario['name']}",
                         "steps": scenario["steps"], "tests": []})
-    if suite == "all":
+    if "mandates" in suites:
         for mandate in json.loads((ROOT / "bench" / "mandates.json").read_text())[:limit]:
             out.append({"suite": "mandates", "name": mandate["selector"], "object": f"m_{mandate['selector']}",
                         "steps": [{"selector": mandate["selector"], "args": mandate["args"], "intent": mandate["intent"],
@@ -332,7 +332,8 @@ def cycle_breakdown(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=["specs", "stateful", "all"], default="all")
+    parser.add_argument("--suite", nargs="+", choices=["specs", "stateful", "mandates"], default=["specs", "stateful"],
+                        help="which suites (default: specs stateful; mandates are the original one-liners)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N problems of each suite")
     parser.add_argument("--k", type=int, default=4, help="most samples for bare best-of-k (default 4)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="model threads for every arm (default: all cores)")

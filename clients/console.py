@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from batos.core.errors import BatosError
-from clients.client import KernelClient, NoAnswer, connect, make_inspect, make_ping, make_send, parse_word
+from clients.client import KernelClient, NoAnswer, ProgressPrinter, connect, make_inspect, make_ping, make_send, parse_word
 from clients.translate import MissionBrief, RuleTranslator, Translator
 
 TARGET = r"(?:[A-Za-z_]\w*|0x[0-9A-Fa-f]+)"
@@ -158,6 +158,11 @@ class Console:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
+    def write(self, text: str) -> None:
+        """Text as it comes (a method being written, piece by piece)."""
+        self.out.write(text)
+        self.out.flush()
+
     def refresh_roots(self) -> list[dict[str, Any]]:
         reply = self.client.request(make_inspect("roots"), timeout=10)
         if reply.kind == "error":
@@ -203,11 +208,8 @@ class Console:
         return brief
 
     def _send(self, target: str, selector: str, args: list[Any], kwargs: dict[str, Any], intent: str | None) -> None:
-        def progress(reply: Any) -> None:
-            if reply.kind == "progress":
-                self.say(f"  ... [{reply.state}] {reply.detail}")
-
-        reply = self.client.request(make_send(target, selector, args, kwargs, intent), timeout=self.timeout, on_reply=progress)
+        reply = self.client.request(make_send(target, selector, args, kwargs, intent), timeout=self.timeout,
+                                    on_reply=ProgressPrinter(self.write, indent="  ... "))
         if reply.kind == "error":
             self.say(f"error [{reply.code}]: {reply.message}")
         else:

@@ -41,6 +41,27 @@ STOPWORDS = frozenset(
     "return gives give called named is be".split()
 )
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+# a value the Architect wrote: quoted text ("buy milk", 'Ada') or a number
+_VALUE = re.compile(r"\"([^\"]+)\"|(?<![\w])'([^']+)'(?![\w])|(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w.])")
+
+
+def mentioned_values(text: str) -> list[Any]:
+    """The concrete values in a request, in order: quoted strings and numbers.
+
+    These are the message's arguments: "add 'buy milk' to my todo list" is
+    add_todo("buy milk"), not add_todo() with the item lost."""
+    values: list[Any] = []
+    for double, single, number in _VALUE.findall(text):
+        values.append(json.loads(number) if number else (double or single))
+    return values
+
+
+def keep_arguments(brief: MissionBrief, text: str) -> MissionBrief:
+    """Add every value the request mentions that the brief's args lost, in the request's order."""
+    missing = [v for v in mentioned_values(text) if v not in brief.args and str(v) not in map(str, brief.args)]
+    if not missing:
+        return brief
+    return brief.model_copy(update={"args": [*brief.args, *missing][:16]})
 
 
 def snake_case(words: list[str]) -> str:
@@ -63,16 +84,16 @@ class RuleTranslator:
             selector = snake_case(keep) or "do_it"
         if not re.match(SELECTOR_PATTERN, selector):
             selector = "m_" + re.sub(r"[^a-z0-9_]", "", selector)[:40]
-        args = [json.loads(n) for n in _NUMBER.findall(lowered)]
-        return MissionBrief(target=target, selector=selector, args=args, intent=lowered)
+        return MissionBrief(target=target, selector=selector, args=mentioned_values(lowered), intent=lowered)
 
 
 SYSTEM_PROMPT = (
     "You translate the Architect's request into a mission brief for a living object system. "
     "Answer with JSON: target (the object that should learn or answer: {default}, unless the request "
     "explicitly names another of: {roots}), "
-    "selector (a short snake_case method name), args (the concrete argument values the request mentions, "
-    "as a JSON list, often empty), intent (what the method must do, in one sentence)."
+    "selector (a short snake_case method name), args (every concrete value the request mentions: quoted text, "
+    "names, numbers; as a JSON list, empty only when it mentions none), intent (what the method must do with "
+    "its arguments, in one sentence; say what each argument is)."
 )
 
 
@@ -110,6 +131,6 @@ class ModelTranslator:
         )
         content = answer["choices"][0]["message"]["content"]
         try:
-            return MissionBrief(**json.loads(content), translated_by="model")
+            return keep_arguments(MissionBrief(**json.loads(content), translated_by="model"), text)
         except (ValueError, TypeError, ValidationError):
             return self.fallback.translate(text, roots)

@@ -59,11 +59,24 @@ def test_parse_line_refuses_what_is_not_a_literal_call(line):
         ("teach brick a method called sumSquares that adds the squares of 3 and 4", "brick", "sum_squares", [3, 4]),
         ("please compute the factorial of 5", "genesis", "compute_factorial", [5]),
         ("!!!", "genesis", "do_it", []),
+        # regression: "add an item to a todo list" lost the item; quoted values are arguments too
+        ("add 'buy milk' to the todo list", "genesis", "buy_milk_todo_list", ["buy milk"]),
+        ('greet "Ada Lovelace" 3 times', "genesis", "greet_ada_lovelace_times", ["Ada Lovelace", 3]),
     ],
 )
 def test_rule_translator(text, target, selector, args):
     brief = RuleTranslator().translate(text, sorted(ROOTS))
     assert (brief.target, brief.selector, brief.args, brief.intent, brief.translated_by) == (target, selector, args, text, "rules")
+
+
+def test_a_brief_keeps_every_value_the_request_mentions():
+    from clients.translate import MissionBrief, keep_arguments
+
+    lost = MissionBrief(target="genesis", selector="add_todo_item", args=[], intent="add an item to the todo list")
+    assert keep_arguments(lost, "add 'buy milk' to my todo list, priority 2").args == ["buy milk", 2]
+    kept = MissionBrief(target="genesis", selector="add_todo", args=["buy milk"], intent="add it")
+    assert keep_arguments(kept, "add 'buy milk' to my todo list").args == ["buy milk"]
+    assert keep_arguments(kept, "don't add it").args == ["buy milk"]  # an apostrophe is no quote
 
 
 def test_model_translator_produces_a_valid_brief_with_the_embedded_model():
@@ -205,3 +218,17 @@ def test_interactive_session_with_history_and_heartbeat(kernel, tmp_path):
             assert _interactive(console, args) == 0
     assert '"description": "genesis: The first object' in out.getvalue()
     assert "genesis about" in history.read_text()
+
+
+def test_progress_shows_the_method_inline_as_it_is_written():
+    from batos.wire.protocol import Progress, Result
+    from clients.client import ProgressPrinter
+
+    out: list[str] = []
+    show = ProgressPrinter(out.append, indent="  ... ")
+    for state, detail in [("SYNTHESIZING", "BRICK writes candidate 1"), ("WRITING", "def f(self"), ("WRITING", "):\n    return 1"),
+                          ("VALIDATING", "the guardian audits")]:
+        show(Progress(id="r", state=state, detail=detail))
+    show(Result(id="r", value=1))  # not progress: ignored
+    assert "".join(out) == ("  ... [SYNTHESIZING] BRICK writes candidate 1\n  ... [WRITING]\ndef f(self):\n    return 1\n"
+                            "  ... [VALIDATING] the guardian audits\n")

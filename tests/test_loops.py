@@ -24,7 +24,7 @@ from batos.sandbox.runtime import MethodLimits
 from batos.core.txn import reading, transact
 from batos.wire.protocol import PROTOCOL_VERSION, Error, Result, Send
 
-from .test_cycle import GOOD, INTENT, PLAN, WRONG
+from .test_cycle import GOOD, INTENT, WRONG
 
 AGREE = ("How should we cache lookups?",
          "Store each lookup result in a dictionary keyed by its query, so repeated lookups return instantly.",
@@ -42,7 +42,7 @@ class Personas:
             return lambda system, prompt: text
 
         self.models = {
-            "BRICK": ScriptedModel(brick or fixed(PLAN), "brick-scripted"),
+            "BRICK": ScriptedModel(brick or fixed("I have nothing to add."), "brick-scripted"),
             "ROBIN": ScriptedModel(robin or fixed("Building on BRICK: fine."), "robin-scripted"),
             "ALFRED": ScriptedModel(alfred or fixed('{"score": 0.9, "reason": "clean"}'), "alfred-scripted"),
             "BABS": ScriptedModel(babs or fixed("{}"), "babs-scripted"),
@@ -68,7 +68,9 @@ def make_loops(image, personas, engine=None, **config):
 
 
 def engine_for(image, personas):
-    return CycleEngine(image.db, personas.shared, config=CycleConfig(limits=MethodLimits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4)))
+    # one candidate per attempt, no checks of BRICK's own: each scripted answer is one candidate
+    return CycleEngine(image.db, personas.shared, config=CycleConfig(
+        limits=MethodLimits(cpu_seconds=2, memory_bytes=256 << 20, wall_seconds=4), candidates=1, model_checks=0))
 
 
 def send(kernel, target, selector, *args, intent=None):
@@ -136,7 +138,7 @@ def test_contemplate_is_a_kernel_message_and_needs_a_question(image):
 
 
 def test_cycles_record_dissonance_from_rejected_attempts(image):
-    personas = Personas(brick=lambda s, p, it=iter([PLAN, WRONG, GOOD]): next(it))
+    personas = Personas(brick=lambda s, p, it=iter([WRONG, GOOD]): next(it))
     kernel = Kernel(image, engine=engine_for(image, personas))
     reply = kernel.send(Send(v=PROTOCOL_VERSION, id="r", kind="send", target="genesis", selector="factorial", args=[5], intent=INTENT))
     assert reply.value == 120
@@ -147,7 +149,7 @@ def test_cycles_record_dissonance_from_rejected_attempts(image):
 
 
 def test_a_failed_cycle_records_the_highest_dissonance(image):
-    personas = Personas(brick=lambda s, p, it=iter([PLAN, WRONG, WRONG, WRONG]): next(it))
+    personas = Personas(brick=lambda s, p: WRONG)
     kernel = Kernel(image, engine=engine_for(image, personas))
     reply = kernel.send(Send(v=PROTOCOL_VERSION, id="r", kind="send", target="genesis", selector="factorial", args=[5], intent=INTENT))
     assert isinstance(reply, Error)
@@ -169,7 +171,7 @@ def learned_factorial(image, personas):
 
 
 def test_a_new_method_becomes_a_goal_pursued_through_a_normal_cycle(image):
-    script = iter([PLAN, GOOD, '{"selector": "triple_factorial", "intent": "return three times factorial of 3"}', PLAN, TRIPLE])
+    script = iter([GOOD, '{"selector": "triple_factorial", "intent": "return three times factorial of 3"}', TRIPLE])
     personas = Personas(brick=lambda s, p: next(script))
     engine = learned_factorial(image, personas)
     loops = make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=True, idle_seconds=0, goals_per_hour=5))
@@ -187,7 +189,7 @@ def test_a_new_method_becomes_a_goal_pursued_through_a_normal_cycle(image):
 
 
 def test_goals_are_rate_limited_per_hour(image):
-    personas = Personas(brick=lambda s, p, it=iter([PLAN, GOOD]): next(it))
+    personas = Personas(brick=lambda s, p, it=iter([GOOD]): next(it))
     engine = learned_factorial(image, personas)
     loops = make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=True, idle_seconds=0, goals_per_hour=0))
     loops.activity.last = 0
@@ -196,7 +198,7 @@ def test_goals_are_rate_limited_per_hour(image):
 
 
 def test_the_heartbeat_waits_for_idle_time_and_can_be_switched_off(image):
-    personas = Personas(brick=lambda s, p, it=iter([PLAN, GOOD]): next(it))
+    personas = Personas(brick=lambda s, p, it=iter([GOOD]): next(it))
     engine = learned_factorial(image, personas)
     assert make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=False, idle_seconds=0)).step() is False
     waiting = make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=True, idle_seconds=3600))
@@ -205,7 +207,7 @@ def test_the_heartbeat_waits_for_idle_time_and_can_be_switched_off(image):
 
 
 def test_architect_messages_go_before_goals(image):
-    script = iter([PLAN, GOOD, '{"selector": "triple_factorial", "intent": "three times factorial of 3"}', PLAN, TRIPLE])
+    script = iter([GOOD, '{"selector": "triple_factorial", "intent": "three times factorial of 3"}', TRIPLE])
     personas = Personas(brick=lambda s, p: next(script))
     engine = learned_factorial(image, personas)
     loops = make_loops(image, personas, engine, motivator=MotivatorConfig(enabled=True, idle_seconds=0, goals_per_hour=5))
@@ -240,7 +242,7 @@ def test_a_high_dissonance_exchange_becomes_a_protocol_goal(image):
 
 def test_alfred_scores_decide_what_enters_the_golden_dataset(image):
     scores = iter(['{"score": 0.9, "reason": "clean"}', '{"score": 0.2, "reason": "meh"}', "not json"])
-    personas = Personas(brick=lambda s, p, it=iter([PLAN, GOOD, PLAN, GOOD.replace("factorial", "fact2")]): next(it),
+    personas = Personas(brick=lambda s, p, it=iter([GOOD, GOOD.replace("factorial", "fact2")]): next(it),
                         alfred=lambda s, p: next(scores))
     engine = engine_for(image, personas)
     loops = make_loops(image, personas, engine)  # listens to the engine from now on
@@ -371,7 +373,7 @@ def test_persistent_dissonance_drafts_a_pending_proposal_that_changes_nothing_al
 
 
 def test_an_approved_amendment_is_used_by_the_next_cycle_and_can_be_reverted(image):
-    personas = Personas(alfred=lambda s, p: json.dumps(DRAFT), brick=lambda s, p, it=iter([PLAN, GOOD]): next(it))
+    personas = Personas(alfred=lambda s, p: json.dumps(DRAFT), brick=lambda s, p, it=iter([GOOD]): next(it))
     loops = make_loops(image, personas)
     kernel = Kernel(image, engine=engine_for(image, personas), loops=loops)
     signals(image, 0.9, 0.9, 0.9)

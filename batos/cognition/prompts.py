@@ -35,7 +35,7 @@ or network; no eval, exec, open, global or nonlocal; getattr/hasattr only with a
 no names starting with an underscore except `self._p_changed = True`.
 If the intent is a function's specification (def name(params): with a docstring), write that function
 as the method: the same parameters after self, behaving exactly as its examples show.
-Answer with the code only, in one ```python block."""
+Answer with the code only, in one ```python block: no docstring, no comments, no examples (they cost time)."""
 
 
 def code_prompt(step: StepInput, strategy: str) -> str:
