@@ -60,7 +60,8 @@ from batos.sandbox.trial import checks_from_intent, same  # noqa: E402
 from batos.schema.genesis import incarnate  # noqa: E402
 from batos.substrate.embedded import EMBEDDED_DEFAULT, assemble  # noqa: E402
 from batos.substrate.modelhost import HostedModel, ModelPool  # noqa: E402
-from clients.client import KernelClient, make_ping, make_send  # noqa: E402
+from batos.wire.protocol import Error  # noqa: E402
+from clients.client import KernelClient, NoAnswer, make_ping, make_send  # noqa: E402
 
 BIN = Path(sys.executable).parent
 BARE_SYSTEM = "You are a helpful coding assistant."
@@ -133,7 +134,10 @@ def run_cycle(todo: list[dict[str, Any]], directory: Path, threads: int) -> list
                 steps, learn_times, ok_all = [], [], True
                 for step in p["steps"]:
                     started = time.perf_counter()
-                    reply = client.request(make_send(p["object"], step["selector"], step["args"], intent=step.get("intent")), timeout=1800)
+                    try:
+                        reply = client.request(make_send(p["object"], step["selector"], step["args"], intent=step.get("intent")), timeout=900)
+                    except NoAnswer as exc:  # counted as a failure, and the run goes on
+                        reply = Error(id=None, code="no_answer", message=str(exc))
                     took = time.perf_counter() - started
                     ok = reply.kind == "result"
                     value = reply.value if ok else f"{reply.code}: {reply.message[:300]}"
@@ -142,7 +146,7 @@ def run_cycle(todo: list[dict[str, Any]], directory: Path, threads: int) -> list
                         learn_times.append(took)
                     steps.append({"selector": step["selector"], "ok": good, "seconds": round(took, 2), "reply": value})
                     ok_all &= good
-                for test in p["tests"]:
+                for test in p["tests"] if ok_all else []:  # a method never learned would start a new cycle per test
                     reply = client.request(make_send(p["object"], test["selector"], test["args"], test.get("kwargs") or {}), timeout=120)
                     good = reply.kind == "result" and same(reply.value, test["expected"])
                     if not good:

@@ -40,6 +40,8 @@ Ask in words:     create a method to report the current system time
 :brief TEXT       translate TEXT into a mission brief without sending it
 :status           the kernel's status
 :contemplate Q    a Socratic Contrapunto: BRICK answers Q, ROBIN builds on it, dissonance measured
+:cycles          the newest cognitive cycles, one line each
+:cycle ID         one cycle: checks, every candidate with its repairs, audit and trial, timings
 :goals            the goals the system set itself while you were away
 :proposals        pending codex amendments (ALFRED's drafts; nothing changes without you)
 :approve ID       apply proposal ID to the codex (one transaction; the old codex is kept)
@@ -235,6 +237,12 @@ class Console:
             self.say(format_value(status))
         elif name == "contemplate" and args:
             self._contemplate(" ".join(args))
+        elif name == "cycles":
+            self._loop_view("cycles", args[:1], lambda c: f"  {c['id']} {c['state']:<12} {c['target']}.{c['selector']}  "
+                            f"{c['seconds']:g}s  {c['reason'][:70]}", "no cycles yet")
+        elif name == "cycle" and len(args) == 1:
+            reply = self.client.request(make_send("orchestrator", "cycle", args[:1], {}, None), timeout=30)
+            self.say(f"error [{reply.code}]: {reply.message}" if reply.kind == "error" else str(reply.value))
         elif name == "goals":
             self._loop_view("goals", [], lambda g: f"  {g['id']} [{g['status']}] {g['kind']}: {g['text']}"
                             + (f"\n      -> {g['result']}" if g.get("result") else ""), "no goals yet")

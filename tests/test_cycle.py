@@ -397,3 +397,11 @@ def test_the_prompt_shows_slots_with_types_and_methods_with_signatures(image):
     assert "  self.count_todos(self) -- How many todos there are." in prompt
     assert 'if not hasattr(self, "items"):' in prompt  # the first-use idiom the guardian accepts
     assert model.requests[0]["stop"][0] == "\n```\n"
+
+
+def test_a_doctest_with_brackets_inside_its_strings_is_a_check():
+    """Regression: the call pattern took the ')' in ``balanced('(]')`` for the end of the call and lost the example."""
+    from batos.sandbox.trial import checks_from_intent
+
+    intent = "def balanced(text):\n    '''\n    >>> balanced('(]')\n    False\n    >>> obj.balanced(text='([])')\n    True\n    '''\n"
+    assert [(c.args, c.kwargs, c.expected) for c in checks_from_intent(intent)] == [(("(]",), {}, False), ((), {"text": "([])"}, True)]

@@ -1,4 +1,4 @@
-"""The cognitive cycle seen from outside: ``batos audit`` and ``batos log``.
+"""The cognitive cycle seen from outside: ``batos audit``, ``batos log`` and ``batos cycles``.
 
 ``audit`` runs the guardian, which vets every method a cycle synthesises,
 on a file of code or raw model output; ``log`` reads back the metacognition
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from batos.cli.common import Commands, add_command
+from batos.cli.common import Commands, add_command, add_group, print_json
 from batos.core.errors import BatosError
 
 
@@ -26,6 +26,15 @@ def register(commands: Commands) -> None:
     p.add_argument("--cycle", help="only this cycle (an id or its prefix)")
     p.add_argument("--event", action="append", help="only these events (repeatable), e.g. --event goal")
     p.add_argument("--follow", action="store_true", help="keep printing new events")
+
+    actions = add_group(commands, "cycles", "the cognitive cycles: what each tried and why it ended as it did")
+    p = add_command(actions, "list", cmd_cycles_list, "the newest cycles, one line each", image=True)
+    p.add_argument("--state", help="only cycles in this state (COMPLETE, FAILED, SYNTHESIZING, ...)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p = add_command(actions, "show", cmd_cycles_show, "one cycle: brief, checks, every candidate with its repairs, audit and trial, timings", image=True)
+    p.add_argument("id", help="the cycle's id or a unique prefix of it")
+    p.add_argument("--json", action="store_true")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -61,4 +70,32 @@ def cmd_log(args: argparse.Namespace) -> int:
                 print(format_event(event), flush=True)
     except KeyboardInterrupt:
         pass  # --follow ends with Ctrl-C: a normal way out, not an interruption
+    return 0
+
+
+def cmd_cycles_list(args: argparse.Namespace) -> int:
+    from batos.cognition.report import format_cycle_list, list_cycles
+    from batos.core.image import open_image
+    from batos.core.txn import reading
+
+    with open_image(args.image, read_only=True) as image, reading(image.db) as root:
+        rows = list_cycles(root, args.limit, args.state)
+    if args.json:
+        print_json(rows)
+    else:
+        print(format_cycle_list(rows))
+    return 0
+
+
+def cmd_cycles_show(args: argparse.Namespace) -> int:
+    from batos.cognition.report import cycle_report, format_cycle
+    from batos.core.image import open_image
+    from batos.core.txn import reading
+
+    with open_image(args.image, read_only=True) as image, reading(image.db) as root:
+        report = cycle_report(root, args.id)
+    if args.json:
+        print_json(report)
+    else:
+        print(format_cycle(report))
     return 0

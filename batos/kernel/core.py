@@ -293,7 +293,7 @@ class Kernel:
                 outcome = self.engine.drive(value.cycle_id, progress)
                 if not outcome["completed"]:
                     reason = outcome["outcome"].get("reason", "the cycle did not complete")
-                    return Error(id=request.id, code=ErrorCode.CYCLE_FAILED, message=f"cycle {value.cycle_id} failed: {reason}")
+                    return Error(id=request.id, code=ErrorCode.CYCLE_FAILED, message=f"cycle {value.cycle_id} failed: {reason} (see `batos cycles show {value.cycle_id}` or :cycle {value.cycle_id})")
                 value = self._transact_send(request)  # now understood: answer the message
             return Result(id=request.id, value=value)
         except _MethodFailed as exc:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from batos.cognition.report import cycle_report, format_cycle, list_cycles
 from batos.loops.amendments import AmendmentConfig, Amendments, decide, list_proposals
 from batos.loops.contrapunto import Contrapunto
 from batos.cognition.cycle import CycleEngine
@@ -85,10 +86,18 @@ class Loops:
             ("orchestrator", "reject"): lambda args, intent, progress: self._decide(args, False),
             ("orchestrator", "trainings"): lambda args, intent, progress: self._read(lambda o: [dict(t) for t in o.trainings]),
             ("orchestrator", "dissonance"): lambda args, intent, progress: self._read(lambda o: [dict(s) for s in o.dissonance][-50:]),
+            # the console's :cycles and :cycle ID (`batos cycles` reads the image directly)
+            ("orchestrator", "cycles"): lambda args, intent, progress: self._view(lambda root: list_cycles(root, 20, *args[:1])),
+            ("orchestrator", "cycle"): lambda args, intent, progress: self._view(
+                lambda root: format_cycle(cycle_report(root, str(args[0]) if args else ""))),
         }
         self._selectors = frozenset(selector for _, selector in self._handlers)
         if engine is not None:
             engine.finished_hooks.append(lambda cycle_id, outcome: self._jobs.put(lambda: self.after_cycle(cycle_id)))
+
+    def _view(self, view: Callable[[Any], Any]) -> Any:
+        with reading(self.db) as root:
+            return view(root)
 
     def _log(self, event: str, **fields: Any) -> None:
         if self.metalog is not None:

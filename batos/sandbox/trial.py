@@ -118,7 +118,9 @@ def _with_line(error: str, source: str | None) -> str:
 _CALL = r"([A-Za-z_]\w*)\(([^()]*(?:\([^()]*\)[^()]*)*)\)"
 _LITERAL = r"(-?[\d.]+(?:e-?\d+)?|'[^']*'|\"[^\"]*\"|\[[^\]]*\]|\([^)]*\)|\{[^}]*\}|True|False|None)"
 _INLINE = re.compile(_CALL + r"\s*(?:==|->|=>|returns|should return|gives|is|equals)\s*" + _LITERAL)
-_DOCTEST = re.compile(r">>>\s*(?:\w+\.)?" + _CALL + r"\s*\n\s*(.+)")
+# a doctest line and the line after it; the call is parsed by Python, not by a
+# pattern, so brackets inside string arguments (``>>> balanced('(]')``) are fine
+_DOCTEST = re.compile(r"^[ \t]*>>>[ \t]*(.+)\n[ \t]*(.+)", re.MULTILINE)
 
 
 def _parse_call(args_text: str) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
@@ -130,23 +132,44 @@ def _parse_call(args_text: str) -> tuple[tuple[Any, ...], dict[str, Any]] | None
         return None
 
 
+def _doctest_call(line: str) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """``name(args)`` or ``obj.name(args)`` with literal arguments, as (args, kwargs)."""
+    try:
+        call = ast.parse(line.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(call, ast.Call) or not isinstance(call.func, (ast.Name, ast.Attribute)):
+        return None
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return None
+    try:
+        return tuple(ast.literal_eval(a) for a in call.args), {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+    except (ValueError, TypeError, SyntaxError):
+        return None
+
+
 def checks_from_intent(intent: str | None) -> list[Check]:
     """Examples the Architect wrote into the intent, as calls with expected results."""
     if not intent:
         return []
     found: list[Check] = []
-    for pattern in (_DOCTEST, _INLINE):
-        for match in pattern.finditer(intent):
+
+    def add(text: str, call: tuple[tuple[Any, ...], dict[str, Any]] | None, expected_text: str) -> None:
+        try:
+            expected = ast.literal_eval(expected_text.strip().rstrip(".,;"))
+        except (SyntaxError, ValueError):
+            return
+        if call is not None:
+            check = Check(text.strip(), call[0], call[1], expected)
+            if check not in found:
+                found.append(check)
+
+    for match in _DOCTEST.finditer(intent):
+        add(match.group(0), _doctest_call(match.group(1)), match.group(2))
+    for match in _INLINE.finditer(intent):
+        if not any(match.group(0) in c.text for c in found):  # a doctest already read
             _name, args_text, expected_text = match.groups()
-            call = _parse_call(args_text)
-            try:
-                expected = ast.literal_eval(expected_text.strip().rstrip(".,;"))
-            except (SyntaxError, ValueError):
-                continue
-            if call is not None:
-                check = Check(match.group(0).strip(), call[0], call[1], expected)
-                if check not in found:
-                    found.append(check)
+            add(match.group(0), _parse_call(args_text), expected_text)
     return found
 
 
