@@ -377,12 +377,12 @@ def test_a_method_that_keeps_state_is_tried_on_carried_state_and_leaves_the_imag
 
 
 def test_a_method_that_fails_on_its_second_call_is_rejected(image):
-    once = "```python\ndef tally(self, n):\n    if hasattr(self, 'total'):\n        raise ValueError('already counted')\n    self.total = n\n    return n\n```"
+    once = "```python\ndef tally(self, n):\n    if hasattr(self, 'total'):\n        self.total = self.total + str(n)\n    else:\n        self.total = n\n    return n\n```"
     kernel, model, _ = make_kernel(image, [once, "```python\ndef tally(self, n):\n    self.total = getattr(self, 'total', 0) + n\n    return self.total\n```"])
     assert send(kernel, "tally", 2, intent="add n to a running total this object keeps and return the total").value == 2
     first = artifacts(image, "verdict")[0]
-    assert first["trial"]["second_error"].startswith("ValueError: already counted (line 3 of tally)")
-    assert "a second time, on the state the first call left, failed: ValueError: already counted" in model.prompts[1][1]
+    assert first["trial"]["second_error"].startswith("TypeError: unsupported operand type(s) for +: 'int' and 'str' (line 3 of tally)")
+    assert "a second time, on the state the first call left, failed: TypeError" in model.prompts[1][1]
 
 
 def test_the_prompt_shows_slots_with_types_and_methods_with_signatures(image):
@@ -405,3 +405,31 @@ def test_a_doctest_with_brackets_inside_its_strings_is_a_check():
 
     intent = "def balanced(text):\n    '''\n    >>> balanced('(]')\n    False\n    >>> obj.balanced(text='([])')\n    True\n    '''\n"
     assert [(c.args, c.kwargs, c.expected) for c in checks_from_intent(intent)] == [(("(]",), {}, False), ((), {"text": "([])"}, True)]
+
+
+def test_a_second_call_refused_on_purpose_is_not_a_failure(image):
+    """Regression (found by the stateful bench): removing an item twice must raise, and the
+    trial's second call took that deliberate ValueError for a broken method."""
+    finish = ("```python\ndef finish(self, item):\n    if not hasattr(self, 'todos') or item not in self.todos:\n"
+              "        raise ValueError('not on the list')\n    self.todos.remove(item)\n    self._p_changed = True\n    return self.todos\n```")
+
+    def setup(root):
+        root["genesis"].todos = ["milk", "eggs"]
+    transact(image.db, setup)
+    kernel, model, _ = make_kernel(image, [finish])
+    assert send(kernel, "finish", "milk", intent="remove the item from the todo list; an error if it is not there").value == ["eggs"]
+    [verdict] = artifacts(image, "verdict")
+    assert verdict["trial"]["stateful"] is True and verdict["trial"]["second_error"] is None and model.calls == 1
+
+
+def test_no_model_checks_for_a_method_that_keeps_state(image):
+    """Checks of the form f(x) == y cannot describe an answer that depends on earlier messages (the bench's
+    BRICK wrote finish_todo([1, 2]) == [2] for a method taking an item), and they cost a model call."""
+    def script(system, prompt):
+        assert "test lines" not in prompt
+        script.calls += 1
+        return [RESETS, KEEPS][min(script.calls, 2) - 1]
+    script.calls = 0
+    kernel, _, _ = make_kernel(image, script, candidates=2, model_checks=4)
+    assert send(kernel, "add_todo", "milk", intent=TODO_INTENT).value == ["milk"]
+    assert artifacts(image, "checks") == []

@@ -427,7 +427,9 @@ class CycleEngine:
 
     def _synthesize(self, step: StepInput, progress: Progress) -> None:
         records: list[Artifact] = []
-        if step.attempt > 0 and step.checks is None and self.config.model_checks > 0:
+        # checks of the form f(args) == value say nothing about a method whose answer depends on
+        # the state earlier messages left, and cost a model call: not for those
+        if step.attempt > 0 and step.checks is None and self.config.model_checks > 0 and not step.stateful:
             records.append(self._write_checks(step, progress))
         brick = self.personas.speaker("BRICK", step.pins)
         strategy = _strategy(step)

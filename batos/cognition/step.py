@@ -47,6 +47,7 @@ class StepInput:
     shapes: dict[str, str]  # normalised-AST digest -> "attempt.index" of every candidate so far
     checks: Checks | None  # the checks BRICK wrote from the intent, once written
     verdicts: list[Verdict]  # this attempt's verdicts, in order
+    stateful: bool  # a candidate tried so far keeps state on the receiver
 
 
 def read_step(root: Any, cycle_id: str) -> StepInput:
@@ -82,6 +83,7 @@ def read_step(root: Any, cycle_id: str) -> StepInput:
         shapes={c.shape: f"{c.attempt + 1}.{c.index + 1}" for c in reversed(candidates) if c.shape and c.duplicate_of is None},
         checks=latest(records, Checks),
         verdicts=[v for v in verdicts if v.attempt == cycle.attempt],
+        stateful=any(v.trial and v.trial.get("stateful") for v in verdicts),
     )
 
 
