@@ -120,7 +120,7 @@ def test_end_to_end_with_the_real_embedded_model(image_uri, tmp_path):
         assert mused.returncode == 0, mused.stdout + mused.stderr + kernel.log()
         exchange = json.loads(mused.stdout)["value"]
         assert exchange["brick"] and exchange["robin"] and exchange["brick"] != exchange["robin"]
-        assert exchange["judged"] is not None and 0 <= exchange["dissonance"] <= 1
+        assert exchange["judged"] is not None and 0 <= exchange["dissonance"] <= 1, exchange["judge_reason"]
         assert kernel.stop() == 0
     with KernelProcess(image_uri, log=tmp_path / "kernel2.log", model="embedded") as kernel:
         again = subprocess.run([str(BIN / "batos"), "send", "--endpoint", kernel.endpoint, "genesis", "factorial", "5"],

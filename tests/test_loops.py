@@ -128,6 +128,20 @@ def test_an_unusable_judgement_leaves_the_embedding_reading_alone(image, verdict
     assert "unusable answer" in record["judge_reason"] or "dissonance 7.0 outside [0, 1]" == record["judge_reason"]
 
 
+def test_a_judgement_cut_off_in_its_reason_keeps_its_score(image):
+    """Regression: the real 1.5B model's judgement ran out of tokens in the middle of
+    its reason, and the whole judgement was thrown away with its score."""
+    cut = '{"dissonance": 0.5, "reason": "The logical view and the relational view both hig'
+
+    def robin(system, prompt):
+        return cut if "How far apart" in prompt else CONFLICT[2]
+
+    record = make_loops(image, Personas(brick=lambda s, p: CONFLICT[1], robin=robin)).contrapunto.run(CONFLICT[0])
+    assert record["judged"] == 0.5
+    assert record["judge_reason"] == "The logical view and the relational view both hig (cut off)"
+    assert record["dissonance"] == pytest.approx((0.5 + record["distance"]) / 2, abs=1e-4)  # distance is stored rounded
+
+
 def test_contemplate_is_a_kernel_message_and_needs_a_question(image):
     loops = make_loops(image, dialogue(AGREE[1], AGREE[2], 0.2))
     kernel = Kernel(image, loops=loops)

@@ -102,7 +102,7 @@ class Contrapunto:
         if not builds_on(robin):  # one reminder: the exchange is worthless if ROBIN ignores BRICK
             robin = robin_model.complete(robin_system, robin_prompt + REMINDER, max_tokens=self.answer_tokens, temperature=0.3).strip()
         verdict = robin_model.complete(robin_system, JUDGE_PROMPT.format(question=question, brick=brick, robin=robin),
-                                       max_tokens=80, temperature=0.0, json_schema=JUDGEMENT_SCHEMA)
+                                       max_tokens=160, temperature=0.0, json_schema=JUDGEMENT_SCHEMA)
         judged, reason = unit_score(verdict, "dissonance")
         distance = embedding_distance(brick, robin)
         score = combine(judged, distance)

@@ -124,7 +124,7 @@ class Strategist:
             alfred_system = system_prompt(root, "ALFRED")
         text = self.personas.speaker("ALFRED").complete(
             alfred_system, JUDGE_PROMPT.format(persona=example["persona"], prompt=example["prompt"], completion=example["completion"][:3000]),
-            max_tokens=80, temperature=0.0, json_schema=JUDGE_SCHEMA)
+            max_tokens=160, temperature=0.0, json_schema=JUDGE_SCHEMA)
         score, reason = unit_score(text, "score")
         self.log("judged", ref=example["ref"], persona=example["persona"], score=score, reason=reason)
         return {"score": score, "reason": reason, "at": time.time(), "golden": score is not None and score >= self.config.judge_threshold}

@@ -10,6 +10,7 @@ in its own host process. Test doubles (a scripted model) live in
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable, Protocol
 
 from batos.core.errors import BatosError
@@ -29,12 +30,20 @@ def json_object(text: str) -> dict[str, Any]:
 
 
 def unit_score(text: str, key: str) -> tuple[float | None, str]:
-    """(score, reason) from a JSON answer ``{key: 0..1, "reason": ...}``; (None, why) when it is unusable."""
+    """(score, reason) from a JSON answer ``{key: 0..1, "reason": ...}``; (None, why) when it is unusable.
+
+    An answer cut off by its token budget in the middle of the reason still
+    carries the score, which the schema puts first: it is kept, and the reason
+    is marked as cut, rather than the whole judgement thrown away."""
     try:
         data = json_object(text)
         score = float(data[key])
     except (ValueError, KeyError, TypeError) as exc:
-        return None, f"unusable answer ({type(exc).__name__}): {text[:80]!r}"
+        cut = re.match(r'\s*\{\s*"%s"\s*:\s*(-?\d+(?:\.\d+)?)\s*,' % re.escape(key), text)
+        if cut is None:
+            return None, f"unusable answer ({type(exc).__name__}): {text[:80]!r}"
+        reason = re.sub(r'^\s*"reason"\s*:\s*"', "", text[cut.end():])
+        data, score = {"reason": f"{reason} (cut off)"}, float(cut.group(1))
     if not 0.0 <= score <= 1.0:
         return None, f"{key} {score} outside [0, 1]"
     return score, str(data.get("reason", ""))[:300]
