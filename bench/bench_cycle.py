@@ -130,6 +130,7 @@ def run_cycle(todo: list[dict[str, Any]], directory: Path, threads: int) -> list
     try:
         with KernelClient(endpoint, answer_timeout=1.0, retries=120) as client:
             client.request(make_ping(), timeout=120)
+            wait_warm(client)
             for p in todo:
                 steps, learn_times, ok_all = [], [], True
                 for step in p["steps"]:
@@ -160,6 +161,18 @@ def run_cycle(todo: list[dict[str, Any]], directory: Path, threads: int) -> list
         kernel.wait(120)
     cycle_stats(image, results)
     return results
+
+
+def wait_warm(client: KernelClient, timeout: float = 600.0) -> None:
+    """Start timing once the kernel has loaded its models and BRICK's prompt prefix,
+    as the bare arms load theirs before timing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        warmth = client.request(make_ping(), timeout=60).status.get("warmth")
+        if warmth not in ("cold", "warming") or time.monotonic() > deadline:
+            print(f"kernel warmth: {warmth}", flush=True)
+            return
+        time.sleep(1.0)
 
 
 def cycle_stats(image_path: Path, results: list[dict[str, Any]]) -> None:

@@ -16,6 +16,7 @@ from batos.testing import ScriptedModel, SharedPersonas
 from batos.core.metalog import MetaLog, read_events
 from batos.sandbox.runtime import MethodLimits
 from batos.core.txn import reading, transact
+from batos.substrate.llm import ModelError
 from batos.wire.protocol import PROTOCOL_VERSION, Error, Result, Send
 
 GOOD = "Here you go:\n```python\nimport math\n\ndef factorial(self, n):\n    return math.factorial(n)\n```\n"
@@ -395,8 +396,9 @@ def test_the_prompt_shows_slots_with_types_and_methods_with_signatures(image):
     prompt = model.prompts[0][1]
     assert "  todos: list of 2: ['buy milk', 'call mum']" in prompt
     assert "  self.count_todos(self) -- How many todos there are." in prompt
-    assert 'if not hasattr(self, "items"):' in prompt  # the first-use idiom the guardian accepts
+    assert 'if not hasattr(self, "entries"):' in prompt  # the first-use idiom the guardian accepts
     assert model.requests[0]["stop"][0] == "\n```\n"
+    assert model.requests[0]["avoid"] == ['"""', "'''"]  # no docstring copied from a pasted specification
 
 
 def test_a_doctest_with_brackets_inside_its_strings_is_a_check():
@@ -433,3 +435,26 @@ def test_no_model_checks_for_a_method_that_keeps_state(image):
     kernel, _, _ = make_kernel(image, script, candidates=2, model_checks=4)
     assert send(kernel, "add_todo", "milk", intent=TODO_INTENT).value == ["milk"]
     assert artifacts(image, "checks") == []
+
+
+def test_warming_up_evaluates_the_prefix_every_code_prompt_starts_with(image, tmp_path):
+    """The first cycle after a start used to pay ~40 s of loading and cold prompt evaluation."""
+    kernel, model, _ = make_kernel(image, ["", GOOD], tmp_path)
+    assert kernel.engine.status()["warmth"] == "cold"
+    kernel.engine.warm()
+    assert kernel.engine.status()["warmth"] == "warm"
+    [(system, prompt)] = model.prompts
+    with reading(image.db) as root:
+        assert system == root["brick"].system_prompt()
+    assert send(kernel, "factorial", 5) == Result(id="r", value=120)
+    warm_system, code = model.prompts[1]
+    assert warm_system == system and code.startswith(prompt + "\n\n")
+
+
+def test_a_warm_up_that_fails_says_why_in_the_status(image, tmp_path):
+    def refuse(system, prompt):
+        raise ModelError("the host died")
+
+    engine = CycleEngine(image.db, SharedPersonas(ScriptedModel(refuse)), config=CycleConfig(candidates=1, model_checks=0))
+    engine.warm()
+    assert engine.status()["warmth"] == "failed: ModelError: the host died"

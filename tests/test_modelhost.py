@@ -71,3 +71,18 @@ def test_a_model_larger_than_the_budget_is_refused(gguf):
     with pytest.raises(ModelError, match="more than the whole budget"):
         ask(pool, "big", gguf)
     assert pool.loaded() == []
+
+
+def test_no_token_containing_an_avoided_string_is_sampled():
+    """What CODE_AVOID relies on: the llama.cpp host bans every token that contains the text."""
+    from .conftest import tiny_gguf
+
+    pool = ModelPool()
+    try:
+        model = HostedModel(pool, "tiny", tiny_gguf())
+        free = model.complete("You write code.", "def add(a, b):", max_tokens=24, temperature=0.0)
+        letter = next(c for c in free if c.isalpha())  # one the greedy answer is known to use
+        banned = model.complete("You write code.", "def add(a, b):", max_tokens=24, temperature=0.0, avoid=[letter])
+        assert letter in free and letter not in banned and banned
+    finally:
+        pool.close()

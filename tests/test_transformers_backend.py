@@ -208,3 +208,11 @@ def test_an_adapter_reimported_under_its_name_breaks_the_old_pin(image, tiny, ti
     import_adapter(image, make_lora(tiny.path, tmp_path / "other", seed=3), "a1", "tiny", ["BRICK"])
     with pytest.raises(ModelError, match="BRICK's pinned model is not available: adapter 'a1' is now version"):
         personas.speaker("BRICK", pins)
+
+
+def test_no_token_containing_an_avoided_string_is_sampled(tiny, pool):
+    model = HostedModel(pool, "tiny", tiny.path, "transformers")
+    free = speak(model, max_tokens=24)
+    letter = next(c for c in free if c.isalpha())  # one the greedy answer is known to use
+    banned = speak(model, max_tokens=24, avoid=[letter])
+    assert letter in free and letter not in banned and banned

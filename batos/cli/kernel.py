@@ -34,6 +34,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--max-attempts", type=int, default=3, help="synthesis attempts (rounds of candidates) per cycle (default 3)")
     p.add_argument("--candidates", type=int, default=3, help="candidates per attempt after the first, ranked by checks (default 3)")
     p.add_argument("--model-checks", type=int, default=4, help="checks BRICK writes from the intent once the first attempt fails (default 4; 0: none)")
+    p.add_argument("--no-warm", action="store_true",
+                   help="do not load the models and evaluate BRICK's prompt prefix at start (the first cycle then waits ~40 s more)")
     p.add_argument("--model-threads", type=int, default=None,
                    help="cores each llama.cpp model host computes on (default: all of this machine's cores)")
     p.add_argument("--model-budget-gib", type=float, default=8.0,
@@ -80,7 +82,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
                         loops=None if args.no_loops else loops_config(args),  # refused before anything is opened
                         metalog=metalog_path(args.image),
                         method_limits=MethodLimits(args.method_wall_seconds, args.method_cpu_seconds, args.method_memory_mib << 20),
-                        unsafe_methods=args.unsafe_unsandboxed_methods)
+                        unsafe_methods=args.unsafe_unsandboxed_methods, warm=not args.no_warm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger("batos.kernel")
     if args.model_threads is not None and args.model_threads < 1:

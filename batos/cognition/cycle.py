@@ -17,6 +17,7 @@ target object is never touched, so a failed cycle leaves it exactly as it was.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -33,7 +34,7 @@ from batos.cognition.dissonance import cycle_dissonance, record_signal
 from batos.cognition.guardian import audit
 from batos.cognition.guardian.extraction import Rejected, extract_method
 from batos.cognition.hooks import install as install_hooks
-from batos.cognition.prompts import CODE_STOPS, code_prompt
+from batos.cognition.prompts import CODE_AVOID, CODE_STOPS, OBJECT_PROTOCOL, code_prompt
 from batos.cognition.repairs import normalised, repair
 from batos.cognition.retrieval import retrieve, words
 from batos.cognition.states import INITIAL, TERMINAL, CycleState, check_transition
@@ -47,8 +48,10 @@ from batos.core.uvm import UvmObject
 from batos.sandbox.runtime import MethodLimits, MethodRuntime, installed
 from batos.sandbox.trial import Check, TrialResult, checks_from_intent, run_trial
 from batos.substrate.llm import ModelError
-from batos.substrate.personas import Personas
+from batos.substrate.personas import Personas, system_prompt
 from batos.wire.protocol import WRITING
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, str], None]
 
@@ -224,6 +227,7 @@ class CycleEngine:
         self.sandbox = sandbox  # None: the process's installed method runtime
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
+        self.warmth = "cold"  # cold, warming, warm, or "failed: why" (see warm())
         # called with (cycle_id, outcome) when a cycle this engine drove ends: the slower loops listen
         self.finished_hooks: list[Callable[[str, dict[str, Any]], None]] = []
         # what each state that is not terminal does: its work, then its transition
@@ -240,8 +244,27 @@ class CycleEngine:
         return len(self._running)
 
     def status(self) -> dict[str, Any]:
-        """For the kernel's status: cycles being driven, models loaded, model calls."""
-        return {"cycles_running": self.running, **self.personas.status()}
+        """For the kernel's status: cycles being driven, warmth, models loaded, model calls."""
+        return {"cycles_running": self.running, "warmth": self.warmth, **self.personas.status()}
+
+    def warm(self) -> None:
+        """Do now what the first cycle would otherwise wait for: load the embedding
+        model (seconds) and BRICK's model, and evaluate BRICK's system prompt and the
+        object protocol, the stable prefix every code prompt starts with (about 30 s
+        cold on 2 cores; the model host then reuses it). Run at kernel start, in the
+        background: a cycle that comes first waits on the host as it would anyway."""
+        self.warmth = "warming"
+        try:
+            memory.Embedder.encode(["warm"])
+            with reading(self.db) as root:
+                pins = self.personas.pin(root)
+                system = system_prompt(root, "BRICK")
+            self.personas.speaker("BRICK", pins).complete(system, OBJECT_PROTOCOL, max_tokens=1, temperature=0.0)
+        except Exception as exc:  # a model that cannot load fails the first cycle with the full story
+            self.warmth = f"failed: {type(exc).__name__}: {exc}"[:300]
+            log.warning("warming up failed: %s", self.warmth)
+        else:
+            self.warmth = "warm"
 
     def _record(self, event: str, **fields: Any) -> None:
         if self.log is not None:
@@ -440,7 +463,7 @@ class CycleEngine:
             temperature = _temperature(step.attempt, step.index, resample)
             seed = _seed(step.cycle, step.attempt, step.index, resample)
             text = brick.complete(step.system, prompt, max_tokens=self.config.code_tokens, temperature=temperature, seed=seed,
-                                  stop=CODE_STOPS, on_token=lambda piece: progress(WRITING, piece))
+                                  stop=CODE_STOPS, avoid=CODE_AVOID, on_token=lambda piece: progress(WRITING, piece))
             fixed = repair(text, step.selector, step.receiver["methods"].keys())
             shape = digest(normalised(_shape_source(text, fixed.source, step.selector)))
             duplicate = step.shapes.get(shape)

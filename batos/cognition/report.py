@@ -112,7 +112,8 @@ def format_cycle(report: dict[str, Any]) -> str:
         if kind == "plan":
             lines.append(f"  plan ({a.get('persona')}, {a.get('model')}): queries {a.get('queries')}")
         elif kind == "context":
-            found = [f"{s.get('owner')}.{s.get('selector')}" for s in a.get("snippets", [])]
+            found = [f"{s.get('owner')}.{s.get('selector')}" + (f" ({s['similarity']:.2f})" if "similarity" in s else "")
+                     for s in a.get("snippets", [])]
             lines.append(f"  context: {', '.join(found) or 'nothing related'}")
         elif kind == "checks":
             lines.append(f"  checks written by {a.get('persona')} ({a.get('duration_s', 0):.1f}s):")

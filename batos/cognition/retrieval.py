@@ -1,16 +1,22 @@
 """What the cycle's DELEGATING state asks of memory: queries in, snippets out.
 
-Two sources, merged: the methods of the receiver and its ancestors (ranked by
-word overlap with the queries: they are few and always in reach), and a
-hybrid search of the knowledge catalog — documents and the skills earlier
-cycles installed anywhere (Voyager's skill library), so an earlier skill comes
-back as an example for a new one.
+Two sources, merged: the methods of the receiver and its ancestors that share
+a word with the queries, and a hybrid search of the knowledge catalog —
+documents and the skills earlier cycles installed anywhere (Voyager's skill
+library), so an earlier skill comes back as an example for a new one.
+
+Both are then held to a floor of embedding similarity. A search always
+returns its top hits, related or not, and a cycle's prompt used to carry
+three unrelated methods (about 550 tokens, 13 s of prompt evaluation per
+candidate on 2 cores) for every bench specification.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+import numpy as np
 
 from batos import memory
 from batos.core.uvm import UvmObject
@@ -25,30 +31,61 @@ def words(text: str) -> set[str]:
     return set(_WORD.findall(spaced))
 
 
-def retrieve(root: Any, receiver: UvmObject, queries: list[str], k: int = 5) -> list[dict[str, Any]]:
-    """Related methods and memories, best first, at most *k*."""
-    wanted = set().union(*(words(q) for q in queries)) if queries else set()
-    scored = []
+# Relevance floors, as MiniLM cosine between the queries and a snippet. Every snippet
+# costs prompt tokens on every candidate (about 25 ms each on 2 cores), and unrelated
+# methods shown as "related" also steer the model wrong.
+OWN = 0.45  # the receiver's own methods share its state: a loose match is worth showing
+            # (measured on bench/stateful.json: a method beside its sibling, 0.54-0.74)
+ELSEWHERE = 0.7  # anything else must match closely (unrelated bench specs reach 0.67)
+
+
+def _vector(catalog: Any, owner: UvmObject, selector: str, source: str) -> np.ndarray:
+    """A method's embedding: its skill document's (name, intent and source), else its source's."""
+    doc = catalog.documents.get(memory.skill_doc_id(owner, selector)) if "documents" in catalog.slot_names() else None
+    if doc is not None and len(doc.chunk_ids):
+        return doc.chunk_vectors()[0]
+    return memory.Embedder.encode([f"{selector}: {source}"])[0]
+
+
+def retrieve(root: Any, receiver: UvmObject, queries: list[str], k: int = 3) -> list[dict[str, Any]]:
+    """Related methods and memories, at most *k*: the receiver's own methods first, then
+    whatever else clears its floor, each best first, with its ``similarity``."""
+    queries = [q for q in queries if q.strip()]
+    if not queries:
+        return []
+    wanted = set().union(*(words(q) for q in queries))
+    query_vectors = memory.Embedder.encode(queries)
+    catalog = root["knowledge_catalog"]
+
+    def similarity(vector: np.ndarray) -> float:
+        return round(float(np.max(query_vectors @ vector)), 4)
+
+    own: list[dict[str, Any]] = []
+    elsewhere: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
     for owner in receiver.ancestors():
         for selector in owner.method_names():
             source = owner.method_record(selector).source
-            overlap = len(wanted & words(f"{selector} {source}"))
-            if overlap:
-                scored.append((overlap, {"kind": "method", "owner": name_of(owner), "selector": selector,
-                                         "source": source, "score": overlap}))
-    scored.sort(key=lambda item: (-item[0], item[1]["selector"]))
-    snippets = [snippet for _, snippet in scored[:k]]
-    seen = {(s["owner"], s["selector"]) for s in snippets}
-    catalog = root["knowledge_catalog"]
+            if not wanted & words(f"{selector} {source}"):
+                continue
+            score = similarity(_vector(catalog, owner, selector, source))
+            seen.add((name_of(owner), selector))
+            if score >= (OWN if owner is receiver else ELSEWHERE):
+                (own if owner is receiver else elsewhere).append(
+                    {"kind": "method", "owner": name_of(owner), "selector": selector, "source": source, "similarity": score})
     for query in queries:
         for hit in memory.search(catalog, query, k):
+            doc = catalog.documents[hit.doc_id]
+            score = similarity(doc.chunk_vectors()[list(doc.chunk_ids).index(hit.chunk_id)])
+            if score < ELSEWHERE:
+                continue
             if hit.doc_id.startswith("skill:"):
-                owner, _, selector = hit.title.rpartition(".")
-                if (owner, selector) in seen:
-                    continue
-                seen.add((owner, selector))
-                snippets.append({"kind": "skill", "owner": owner, "selector": selector, "source": hit.text, "score": hit.score})
-            elif ("doc", hit.chunk_id) not in seen:
-                seen.add(("doc", hit.chunk_id))
-                snippets.append({"kind": "memory", "owner": hit.title, "selector": hit.doc_id, "source": hit.text, "score": hit.score})
-    return snippets[: 2 * k]
+                owner_name, _, selector = hit.title.rpartition(".")
+                if (owner_name, selector) not in seen:
+                    seen.add((owner_name, selector))
+                    elsewhere.append({"kind": "skill", "owner": owner_name, "selector": selector, "source": hit.text, "similarity": score})
+            elif ("doc", str(hit.chunk_id)) not in seen:
+                seen.add(("doc", str(hit.chunk_id)))
+                elsewhere.append({"kind": "memory", "owner": hit.title, "selector": hit.doc_id, "source": hit.text, "similarity": score})
+    best_first = lambda snippets: sorted(snippets, key=lambda s: (-s["similarity"], s["owner"], s["selector"]))  # noqa: E731
+    return (best_first(own) + best_first(elsewhere))[:k]

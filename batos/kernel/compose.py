@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ class Assembly:
     metalog: Path | None = None
     method_limits: MethodLimits = MethodLimits()
     unsafe_methods: bool = False  # run stored methods without seccomp/Landlock (the loud flag)
+    warm: bool = False  # load the models and evaluate BRICK's stable prompt prefix at start, in the background
 
 
 @contextmanager
@@ -89,6 +91,8 @@ def assembled(image: Image, personas: Personas | None, assembly: Assembly = Asse
     sandbox.warm()
     engine = CycleEngine(image.db, personas, config=assembly.cycle, log=metalog, sandbox=sandbox) if personas is not None else None
     loops = Loops(image, personas, engine, assembly.loops, metalog) if personas is not None and assembly.loops is not None else None
+    if engine is not None and assembly.warm:
+        threading.Thread(target=engine.warm, name="warm-up", daemon=True).start()
     if loops is not None:
         loops.start()
     try:

@@ -17,6 +17,7 @@ from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
 from batos.core.uvm import UvmObject
+from batos.memory.embedder import DIM
 from batos.memory.text import new_text_index
 
 
@@ -41,6 +42,10 @@ class Document(Persistent):
         self.vectors = vectors  # len(chunk_ids) x DIM float32, row order = chunk_ids
         self.summary_vector = summary_vector
         self.ingested_at = time.time()
+
+    def chunk_vectors(self) -> np.ndarray:
+        """One unit-length row per chunk, in ``chunk_ids`` order (stored as bytes: one record, no pickled arrays)."""
+        return np.frombuffer(self.vectors, dtype=np.float32).reshape(-1, DIM)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ class _Matrices:
         summaries: list[np.ndarray] = []
         for doc in catalog.documents.values():
             chunk_ids.extend(doc.chunk_ids)
-            blocks.append(np.frombuffer(doc.vectors, dtype=np.float32).reshape(-1, DIM))
+            blocks.append(doc.chunk_vectors())
             summary_ids.append(doc.summary_id)
             summaries.append(np.frombuffer(doc.summary_vector, dtype=np.float32))
         self.chunk_ids = np.asarray(chunk_ids, dtype=np.int64)

@@ -9,7 +9,7 @@ First line out: ``{"ready": true, "memory": BYTES, "device": ..., "quantization"
 or ``{"error": ...}``. Then, per request line:
 
 - ``{"op": "complete", "messages": [...], "max_tokens", "temperature", "stop",
-  "stream", "json_schema", "seed": null | int, "adapter": null | {"name", "path"}}`` → zero or more
+  "stream", "json_schema", "seed": null | int, "avoid": [TEXT, ...], "adapter": null | {"name", "path"}}`` → zero or more
   ``{"token": TEXT}`` lines when streaming, then ``{"text", "tokens", "ttft_s"}``;
 - ``{"op": "adapter", "adapter": {...}}`` → ``{"adapter": NAME, "seconds": S}``
   (load, if new, and activate a LoRA adapter on the shared base);
@@ -42,6 +42,22 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class Avoided:
+    """Token ids whose text contains any of some strings, found once per set of strings:
+    a scan of the whole vocabulary (150k tokens for Qwen) takes about a second."""
+
+    def __init__(self, text_of: Callable[[int], str], size: int) -> None:
+        self.text_of = text_of
+        self.size = size
+        self.found: dict[tuple[str, ...], list[int]] = {}
+
+    def tokens(self, avoid: list[str]) -> list[int]:
+        key = tuple(sorted(set(avoid)))
+        if key not in self.found:
+            self.found[key] = [i for i in range(self.size) if any(s in self.text_of(i) for s in key)]
+        return self.found[key]
+
+
 class LlamaHost:
     """A GGUF served by llama-cpp-python; JSON answers can be grammar-constrained."""
 
@@ -64,6 +80,7 @@ class LlamaHost:
         self.memory = max(resident_bytes() - before, os.path.getsize(path))
         self.device = "cpu"
         self.quantization = "gguf"
+        self.avoided = Avoided(lambda i: self.llm.detokenize([i]).decode("utf-8", "replace"), self.llm.n_vocab())
 
     def adapter(self, adapter: dict[str, Any] | None) -> float:
         if adapter is not None:
@@ -78,6 +95,8 @@ class LlamaHost:
             kwargs["seed"] = int(request["seed"])
         if request.get("json_schema"):
             kwargs["response_format"] = {"type": "json_object", "schema": request["json_schema"]}
+        if request.get("avoid"):
+            kwargs["logit_bias"] = {token: -1e9 for token in self.avoided.tokens(request["avoid"])}
         for chunk in self.llm.create_chat_completion(messages=request["messages"], **kwargs):
             piece = chunk["choices"][0]["delta"].get("content")
             if piece:
@@ -120,6 +139,7 @@ class TransformersHost:
         self.memory = torch.cuda.memory_allocated() if cuda else max(resident_bytes() - before, 1)
         self.adapters: dict[str, str] = {}
         self.active: str | None = None
+        self.avoided = Avoided(lambda i: self.tokenizer.decode([i]), len(self.tokenizer))
 
     def adapter(self, adapter: dict[str, Any] | None) -> float:
         """Activate *adapter* (loading it once) without reloading the base; None → the bare base."""
@@ -165,6 +185,8 @@ class TransformersHost:
         generate_kwargs = {**inputs, "max_new_tokens": int(request["max_tokens"]), "streamer": streamer,
                            "do_sample": temperature > 0, "stopping_criteria": StoppingCriteriaList([Stop()]),
                            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
+        if request.get("avoid"):
+            generate_kwargs["suppress_tokens"] = self.avoided.tokens(request["avoid"])
         if temperature > 0:
             generate_kwargs["temperature"] = temperature
             if request.get("seed") is not None:

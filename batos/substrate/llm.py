@@ -56,9 +56,12 @@ class TextModel(Protocol):
     def complete(
         self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
         stop: list[str] | None = None, on_token: Callable[[str], None] | None = None, seed: int | None = None,
+        avoid: list[str] | None = None,
     ) -> str:
         """The answer, cut before the first of *stop*; pieces stream to *on_token* as they are generated.
 
         *seed* fixes the sampling, so a retry asks for a different sample on purpose
-        rather than by luck (None: the backend's default)."""
+        rather than by luck (None: the backend's default). No token that contains one
+        of the strings in *avoid* is sampled: what a prompt cannot stop a small model
+        from writing (a copy of the docstring it was given) costs no time at all."""
         ...

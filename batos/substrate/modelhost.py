@@ -194,10 +194,11 @@ class HostedModel:
 
     def complete(self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2,
                  json_schema: dict[str, Any] | None = None, stop: list[str] | None = None,
-                 on_token: TokenSink | None = None, seed: int | None = None) -> str:
+                 on_token: TokenSink | None = None, seed: int | None = None, avoid: list[str] | None = None) -> str:
         host = self.pool.host(self.key, self.path, self.backend)
         self.calls += 1
         answer = host.ask({"messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}],
                            "max_tokens": max_tokens, "temperature": temperature, "json_schema": json_schema,
-                           "stop": list(stop or []), "adapter": self.adapter, "seed": seed}, on_token)
+                           "stop": list(stop or []), "adapter": self.adapter, "seed": seed,
+                           "avoid": list(avoid or [])}, on_token)
         return str(answer["text"])

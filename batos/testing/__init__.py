@@ -41,8 +41,10 @@ class ScriptedModel:
         return cls(json.loads(Path(path).read_text()))
 
     def complete(self, system: str, prompt: str, *, max_tokens: int = 512, temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
-                 stop: list[str] | None = None, on_token: Callable[[str], None] | None = None, seed: int | None = None) -> str:
-        self.requests.append({"temperature": temperature, "seed": seed, "stop": list(stop or []), "max_tokens": max_tokens})
+                 stop: list[str] | None = None, on_token: Callable[[str], None] | None = None, seed: int | None = None,
+                 avoid: list[str] | None = None) -> str:
+        self.requests.append({"temperature": temperature, "seed": seed, "stop": list(stop or []), "max_tokens": max_tokens,
+                              "avoid": list(avoid or [])})
         text = self._next(system, prompt)
         text, _stopped = cut_at_stop(text, stop or [])
         if on_token is not None:
