@@ -51,6 +51,21 @@ CASES = {
         "def run(self, items):\n    setNum = len\n    return setNum(items)\n",
         ["added self as the first parameter"],
     ),
+    # regression: the 1.5B model copied the protocol's first-use idiom onto the persistence flag,
+    # and the guardian rejected the pure function `chunk` for it (bench/specs.json)
+    "the persistence flag tested and reset": (
+        "```python\ndef chunk(self, items, size):\n    if not hasattr(self, \"_p_changed\"):\n        self._p_changed = False\n\n"
+        "    result = []\n    for i in range(0, len(items), size):\n        result.append(items[i:i + size])\n"
+        "    self._p_changed = True\n    return result\n```", "chunk", (),
+        "def chunk(self, items, size):\n    result = []\n    for i in range(0, len(items), size):\n        result.append(items[i:i + size])\n"
+        "    self._p_changed = True\n    return result\n",
+        ["removed 1 statement(s) that read or reset _p_changed"],
+    ),
+    "the flag reset inside a loop, the whole body": (
+        "def f(self, xs):\n    for x in xs:\n        self._p_changed = False\n    return 1\n", "f", (),
+        "def f(self, xs):\n    for x in xs:\n        pass\n    return 1\n",
+        ["removed 1 statement(s) that read or reset _p_changed"],
+    ),
 }
 
 

@@ -27,8 +27,9 @@ How a method works with its object:
 - It is a function whose first parameter is `self`, the object. Read a slot as self.<slot>.
   A slot that was never set does not exist: reading it raises AttributeError.
 - Assigning self.<slot> = value creates or replaces the slot; the object keeps it.
-- A method whose answer follows from its arguments alone uses no slots at all.
-- A method that keeps state the object may not have yet creates it on first use, like this:
+- A method whose answer follows from its arguments alone uses no slots and no self._p_changed.
+- Only a method that must remember something between calls keeps it in a slot; when the object
+  may not have that slot yet, the method creates it on first use, like this:
       if not hasattr(self, "entries"):
           self.entries = []
 - After changing a list or dict held in a slot in place (append, remove, item assignment, update),

@@ -78,6 +78,7 @@ def _reshape(module: ast.Module, selector: str, methods: set[str]) -> Repaired |
         _nest(target, helpers, constants, repairs)
     if added_self or original != selector:
         _route_calls(target, {original: selector, selector: selector} | {m: m for m in methods}, repairs)
+    _drop_covenant_misuse(target, repairs)
     if not repairs:
         return Repaired(None)  # already a method: the guardian extracts it with its comments intact
     header = "\n".join(ast.unparse(i) for i in imports)
@@ -214,6 +215,42 @@ def _rename_name(func: FuncDef, old: str, new: str) -> None:
     for node in ast.walk(func):
         if isinstance(node, ast.Name) and node.id == old:
             node.id = new
+
+
+def _reads_p_changed(node: ast.expr) -> bool:
+    return any(isinstance(n, ast.Constant) and n.value == "_p_changed" or isinstance(n, ast.Attribute) and n.attr == "_p_changed"
+               for n in ast.walk(node))
+
+
+def _misuses_p_changed(stmt: ast.stmt) -> bool:
+    """``if [not] hasattr(self, "_p_changed"): ...`` and ``self._p_changed = <not True>``:
+    the persistence machinery owns the flag, a method may only raise it. Models copy
+    the protocol's first-use idiom onto it; the statements mean nothing, and the
+    guardian would reject the whole method for them."""
+    if isinstance(stmt, ast.If):  # only a test of the flag that guards nothing but the flag
+        return not stmt.orelse and _reads_p_changed(stmt.test) and all(
+            isinstance(s, ast.Assign) and _reads_p_changed(s.targets[0]) for s in stmt.body)
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        target = stmt.targets[0]
+        return (isinstance(target, ast.Attribute) and target.attr == "_p_changed"
+                and not (isinstance(stmt.value, ast.Constant) and stmt.value.value is True))
+    return False
+
+
+def _drop_covenant_misuse(func: FuncDef, repairs: list[str]) -> None:
+    def prune(node: ast.AST) -> int:
+        dropped = 0
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                kept = [s for s in block if not _misuses_p_changed(s)]
+                dropped += len(block) - len(kept)
+                setattr(node, name, kept or [ast.Pass()])
+        return dropped + sum(prune(child) for child in ast.iter_child_nodes(node))  # what was dropped is not visited
+
+    dropped = prune(func)
+    if dropped:
+        repairs.append(f"removed {dropped} statement(s) that read or reset _p_changed")
 
 
 def normalised(source: str) -> str:
