@@ -61,6 +61,21 @@ CASES = {
         "    self._p_changed = True\n    return result\n",
         ["removed 1 statement(s) that read or reset _p_changed"],
     ),
+    # regression: a pasted pure function came back with the protocol's first-use idiom for a slot
+    # it never uses, which left `entries: []` on the object (bench/specs.json, compress_runs)
+    "a first use of a slot the method never uses": (
+        "def compress_runs(self, text):\n    if not hasattr(self, 'entries'):\n        self.entries = []\n    return text.upper()\n",
+        "compress_runs", (),
+        "def compress_runs(self, text):\n    return text.upper()\n",
+        ["removed the first use of slot entries, which the method never uses"],
+    ),
+    "a first use of a slot the method does use is kept": (
+        "def add(item):\n    if not hasattr(self, 'entries'):\n        self.entries = []\n    self.entries = self.entries + [item]\n"
+        "    return self.entries\n", "add", (),
+        "def add(self, item):\n    if not hasattr(self, 'entries'):\n        self.entries = []\n    self.entries = self.entries + [item]\n"
+        "    return self.entries\n",
+        ["added self as the first parameter"],
+    ),
     "the flag reset inside a loop, the whole body": (
         "def f(self, xs):\n    for x in xs:\n        self._p_changed = False\n    return 1\n", "f", (),
         "def f(self, xs):\n    for x in xs:\n        pass\n    return 1\n",

@@ -61,7 +61,8 @@ def cmd_ping(args: argparse.Namespace) -> int:
     if sandbox:
         print(f"methods:  {protection_line(sandbox['protections'])}; workers {sandbox['busy']}/{sandbox['workers']} busy, "
               f"{sandbox['calls']} calls, {sandbox['faults']} stopped by a limit or the sandbox")
-    print(f"models:   {', '.join(status['models_loaded']) or 'none loaded'}")
+    warmth = f"; {status['warmth']}" if status.get("warmth") else ""  # absent without a model
+    print(f"models:   {', '.join(status['models_loaded']) or 'none loaded'}{warmth}")
     loops = status.get("loops")
     if loops:
         print(f"loops:    heartbeat {'on' if loops['heartbeat'] else 'off'}; goals {loops['goals_pending']} pending, {loops['goals_running']} running; "

@@ -79,6 +79,7 @@ def _reshape(module: ast.Module, selector: str, methods: set[str]) -> Repaired |
     if added_self or original != selector:
         _route_calls(target, {original: selector, selector: selector} | {m: m for m in methods}, repairs)
     _drop_covenant_misuse(target, repairs)
+    _drop_unused_slots(target, repairs)
     if not repairs:
         return Repaired(None)  # already a method: the guardian extracts it with its comments intact
     header = "\n".join(ast.unparse(i) for i in imports)
@@ -251,6 +252,38 @@ def _drop_covenant_misuse(func: FuncDef, repairs: list[str]) -> None:
     dropped = prune(func)
     if dropped:
         repairs.append(f"removed {dropped} statement(s) that read or reset _p_changed")
+
+
+def _first_use_of(stmt: ast.stmt) -> str | None:
+    """The slot X when *stmt* is ``if not hasattr(self, "X"): self.X = ...`` (and nothing else)."""
+    if not (isinstance(stmt, ast.If) and not stmt.orelse and isinstance(stmt.test, ast.UnaryOp)
+            and isinstance(stmt.test.op, ast.Not) and isinstance(call := stmt.test.operand, ast.Call)
+            and isinstance(call.func, ast.Name) and call.func.id == "hasattr" and len(call.args) == 2
+            and isinstance(call.args[0], ast.Name) and call.args[0].id == "self"
+            and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str)):
+        return None
+    slot = call.args[1].value
+    if all(isinstance(s, ast.Assign) and len(s.targets) == 1 and _is_self_attribute(s.targets[0], slot) for s in stmt.body):
+        return slot
+    return None
+
+
+def _is_self_attribute(node: ast.AST, slot: str) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == slot and isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+def _drop_unused_slots(func: FuncDef, repairs: list[str]) -> None:
+    """A first-use guard for a slot the method never otherwise touches: models copy the
+    protocol's idiom into methods that keep no state (measured: 2 of 7 pasted pure
+    functions), which would leave an empty slot on the Architect's object."""
+    for stmt in list(func.body):
+        slot = _first_use_of(stmt)
+        if slot is None or len(func.body) == 1:
+            continue
+        rest = [s for s in func.body if s is not stmt]
+        if not any(_is_self_attribute(n, slot) or isinstance(n, ast.Constant) and n.value == slot for s in rest for n in ast.walk(s)):
+            func.body.remove(stmt)
+            repairs.append(f"removed the first use of slot {slot}, which the method never uses")
 
 
 def normalised(source: str) -> str:

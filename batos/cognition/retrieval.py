@@ -32,7 +32,7 @@ def words(text: str) -> set[str]:
 
 
 # Relevance floors, as MiniLM cosine between the queries and a snippet. Every snippet
-# costs prompt tokens on every candidate (about 25 ms each on 2 cores), and unrelated
+# costs prompt tokens on every candidate (about 25 ms a token on 2 cores), and unrelated
 # methods shown as "related" also steer the model wrong.
 OWN = 0.45  # the receiver's own methods share its state: a loose match is worth showing
             # (measured on bench/stateful.json: a method beside its sibling, 0.54-0.74)
