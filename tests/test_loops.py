@@ -12,6 +12,7 @@ import pytest
 from batos import memory
 from batos.loops.amendments import AmendmentConfig, AmendmentError, codex_history, decide, list_proposals, revert_codex
 from batos.loops.contrapunto import embedding_distance
+from batos.substrate.llm import unit_score
 from batos.cognition.cycle import CycleConfig, CycleEngine
 from batos.kernel.core import Kernel
 from batos.testing import ScriptedModel, SharedPersonas, drain
@@ -140,6 +141,18 @@ def test_a_judgement_cut_off_in_its_reason_keeps_its_score(image):
     assert record["judged"] == 0.5
     assert record["judge_reason"] == "The logical view and the relational view both hig (cut off)"
     assert record["dissonance"] == pytest.approx((0.5 + record["distance"]) / 2, abs=1e-4)  # distance is stored rounded
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('```json\n{"score": 0.7, "reason": "say \\"hi', (0.7, 'say "hi (cut off)')),  # fenced (no grammar), cut in an escape-free place
+    ('{"score": 0.7, "reason": "a\\', (0.7, "a\\ (cut off)")),  # cut inside an escape
+    ('{"score":0.5,"reason":"ok"}\n{"score":0.6,"reason":"x"}', None),  # two objects: not a cut-off answer
+    ('{"score": 0.5, "reason": "ok"', None),  # the reason closed, the object did not
+    ('{"reason": "first", "score": 0.5', None),  # the score is not first
+])
+def test_only_an_answer_cut_inside_its_reason_is_salvaged(text, expected):
+    score, reason = unit_score(text, "score")
+    assert (score, reason) == expected if expected else score is None and reason.startswith("unusable answer")
 
 
 def test_contemplate_is_a_kernel_message_and_needs_a_question(image):

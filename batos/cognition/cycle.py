@@ -259,7 +259,8 @@ class CycleEngine:
             with reading(self.db) as root:
                 pins = self.personas.pin(root)
                 system = system_prompt(root, "BRICK")
-            self.personas.speaker("BRICK", pins).complete(system, OBJECT_PROTOCOL, max_tokens=1, temperature=0.0)
+            # avoid= too: the host finds the avoided tokens once, scanning its whole vocabulary (~1 s)
+            self.personas.speaker("BRICK", pins).complete(system, OBJECT_PROTOCOL, max_tokens=1, temperature=0.0, avoid=CODE_AVOID)
         except Exception as exc:  # a model that cannot load fails the first cycle with the full story
             self.warmth = f"failed: {type(exc).__name__}: {exc}"[:300]
             log.warning("warming up failed: %s", self.warmth)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from batos.cognition.step import StepInput
 
-# no triple quotes: told not to, the 1.5B model still copied a pasted specification's docstring,
-# doctests and all, into every candidate (measured: 133 tokens -> 77 for running_max, 28 s -> 17 s);
-# a method that truly needs a multi-line string can still join lines
+# no token containing triple quotes: told not to, the 1.5B model still copied a pasted specification's
+# docstring, doctests and all, into every candidate (measured: 133 tokens -> 77 for running_max,
+# 28 s -> 17 s). It no longer does; a model could still spell them from smaller tokens.
 CODE_AVOID = ['"""', "'''"]
 
 # the model's answer ends with its code: a closing fence, or what models add after the method

@@ -74,7 +74,7 @@ def retrieve(root: Any, receiver: UvmObject, queries: list[str], k: int = 3) -> 
                 (own if owner is receiver else elsewhere).append(
                     {"kind": "method", "owner": name_of(owner), "selector": selector, "source": source, "similarity": score})
     for query in queries:
-        for hit in memory.search(catalog, query, k):
+        for hit in memory.search(catalog, query, 4 * k):  # the floor, not the search's rank, decides
             doc = catalog.documents[hit.doc_id]
             score = similarity(doc.chunk_vectors()[list(doc.chunk_ids).index(hit.chunk_id)])
             if score < ELSEWHERE:

@@ -139,7 +139,8 @@ class TransformersHost:
         self.memory = torch.cuda.memory_allocated() if cuda else max(resident_bytes() - before, 1)
         self.adapters: dict[str, str] = {}
         self.active: str | None = None
-        self.avoided = Avoided(lambda i: self.tokenizer.decode([i]), len(self.tokenizer))
+        # special tokens never count as containing text: an avoided string must not ban end-of-sequence
+        self.avoided = Avoided(lambda i: self.tokenizer.decode([i], skip_special_tokens=True), len(self.tokenizer))
 
     def adapter(self, adapter: dict[str, Any] | None) -> float:
         """Activate *adapter* (loading it once) without reloading the base; None → the bare base."""

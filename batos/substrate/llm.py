@@ -39,14 +39,30 @@ def unit_score(text: str, key: str) -> tuple[float | None, str]:
         data = json_object(text)
         score = float(data[key])
     except (ValueError, KeyError, TypeError) as exc:
-        cut = re.match(r'\s*\{\s*"%s"\s*:\s*(-?\d+(?:\.\d+)?)\s*,' % re.escape(key), text)
+        cut = _cut_off(text, key)
         if cut is None:
             return None, f"unusable answer ({type(exc).__name__}): {text[:80]!r}"
-        reason = re.sub(r'^\s*"reason"\s*:\s*"', "", text[cut.end():])
-        data, score = {"reason": f"{reason} (cut off)"}, float(cut.group(1))
+        score, reason = cut
+        data = {"reason": f"{reason} (cut off)"}
     if not 0.0 <= score <= 1.0:
         return None, f"{key} {score} outside [0, 1]"
     return score, str(data.get("reason", ""))[:300]
+
+
+def _cut_off(text: str, key: str) -> tuple[float, str] | None:
+    """(score, reason so far) of an object that opens with *key* and ends inside its
+    reason string; None for anything else (two objects, a missing key, prose)."""
+    opened = re.search(r'\{\s*"%s"\s*:\s*(-?\d+(?:\.\d+)?)\s*,\s*"reason"\s*:\s*"' % re.escape(key), text)
+    if opened is None:
+        return None
+    rest = text[opened.end():]
+    if re.search(r'(?<!\\)"', rest):  # the reason string closed: not a cut-off answer
+        return None
+    try:
+        reason = json.loads(f'"{rest}"')
+    except ValueError:  # cut inside an escape
+        reason = rest
+    return float(opened.group(1)), reason
 
 
 class TextModel(Protocol):
@@ -62,6 +78,6 @@ class TextModel(Protocol):
 
         *seed* fixes the sampling, so a retry asks for a different sample on purpose
         rather than by luck (None: the backend's default). No token that contains one
-        of the strings in *avoid* is sampled: what a prompt cannot stop a small model
-        from writing (a copy of the docstring it was given) costs no time at all."""
+        of the strings in *avoid* is sampled: for what a prompt cannot stop a small
+        model from writing (a copy of the docstring it was given)."""
         ...

@@ -100,6 +100,7 @@ class ModelPool:
         self.device = device or detect_device()
         self._hosts: OrderedDict[str, Host] = OrderedDict()
         self._swap = threading.Lock()
+        self.closed = False  # a late caller (the kernel's warm-up thread) must not start a host after close
         self.swaps: deque[dict[str, Any]] = deque(maxlen=20)
 
     @property
@@ -109,6 +110,8 @@ class ModelPool:
     def host(self, name: str, path: Path, backend: str = "llama.cpp") -> Host:
         """The running host for *name*, loading it (and evicting others) if needed."""
         with self._swap:
+            if self.closed:
+                raise ModelError("the model pool is closed: the kernel is stopping")
             host = self._hosts.get(name)
             if host is not None and host.process.poll() is None:
                 self._hosts.move_to_end(name)
@@ -164,6 +167,7 @@ class ModelPool:
 
     def close(self) -> None:
         with self._swap:
+            self.closed = True
             for host in self._hosts.values():
                 host.stop()
             self._hosts.clear()
