@@ -86,6 +86,15 @@ CASES = {
         "def record(self, x):\n    if not hasattr(self, 'log'):\n        self.log = []\n    return self.add_entry(x)\n",
         ["added self as the first parameter", "calls to add_entry(...) now go to self.add_entry(...)"],
     ),
+    # regression: bench/specs.json title_case is pasted with minor=['a', 'an', ...]; the guardian refused
+    # its own signature on every one of 7 candidates
+    "a list literal default": (
+        "def title_case(text, minor=['a', 'of'], *, sep=[' ']):\n    return sep[0].join(w if w in minor else w.title() for w in text.split())\n",
+        "title_case", (),
+        "def title_case(self, text, minor=('a', 'of'), *, sep=(' ',)):\n    return sep[0].join((w if w in minor else w.title() for w in text.split()))\n",
+        ["added self as the first parameter", "the default of minor is a tuple, not a list (a list default is shared by every call)",
+         "the default of sep is a tuple, not a list (a list default is shared by every call)"],
+    ),
     "the flag reset inside a loop, the whole body": (
         "def f(self, xs):\n    for x in xs:\n        self._p_changed = False\n    return 1\n", "f", (),
         "def f(self, xs):\n    for x in xs:\n        pass\n    return 1\n",

@@ -80,6 +80,7 @@ def _reshape(module: ast.Module, selector: str, methods: set[str]) -> Repaired |
         _route_calls(target, {original: selector, selector: selector} | {m: m for m in methods}, repairs)
     _drop_covenant_misuse(target, repairs)
     _drop_unused_slots(target, repairs)
+    _freeze_defaults(target, repairs)
     if not repairs:
         return Repaired(None)  # already a method: the guardian extracts it with its comments intact
     header = "\n".join(ast.unparse(i) for i in imports)
@@ -299,6 +300,24 @@ def _is_literal(node: ast.expr) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _freeze_defaults(func: FuncDef, repairs: list[str]) -> None:
+    """A list literal of constants as a default becomes the tuple of them. Specifications
+    are pasted with ``minor=['a', 'the']``; the guardian refuses a mutable default (one
+    list shared by every call), and membership, iteration and indexing read a tuple the same."""
+    args = func.args
+    positional = args.posonlyargs + args.args
+    pairs = list(zip(positional[len(positional) - len(args.defaults):], range(len(args.defaults))))
+    for arg, i in pairs:
+        default = args.defaults[i]
+        if isinstance(default, ast.List) and _is_literal(default):
+            args.defaults[i] = ast.Tuple(elts=default.elts, ctx=ast.Load())
+            repairs.append(f"the default of {arg.arg} is a tuple, not a list (a list default is shared by every call)")
+    for j, (arg, default) in enumerate(zip(args.kwonlyargs, args.kw_defaults)):
+        if isinstance(default, ast.List) and _is_literal(default):
+            args.kw_defaults[j] = ast.Tuple(elts=default.elts, ctx=ast.Load())
+            repairs.append(f"the default of {arg.arg} is a tuple, not a list (a list default is shared by every call)")
 
 
 def normalised(source: str) -> str:
