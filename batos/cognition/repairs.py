@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from batos.cognition.guardian.extraction import code_chunks
+from batos.cognition.guardian.policy import is_constant_default
 
 
 @dataclass(frozen=True)
@@ -287,14 +288,15 @@ def _drop_unused_slots(func: FuncDef, repairs: list[str]) -> None:
     for stmt in list(func.body):
         slot = _first_use_of(stmt)
         rest = [s for s in func.body if s is not stmt]
-        if slot is None or not rest or not all(_is_literal(s.value) for s in stmt.body):  # type: ignore[attr-defined]
+        if slot is None or not rest or not all(_is_plain_value(s.value) for s in stmt.body):  # type: ignore[attr-defined]
             continue
         if not any(isinstance(n, ast.Name) and n.id == "self" for s in rest for n in ast.walk(s)):
             func.body.remove(stmt)
             repairs.append(f"removed the first use of slot {slot}, which the method never uses")
 
 
-def _is_literal(node: ast.expr) -> bool:
+def _is_plain_value(node: ast.expr) -> bool:
+    """A value written out in full (``[]``, ``0``, ``{}``): evaluating it runs nothing."""
     try:
         ast.literal_eval(node)
     except ValueError:
@@ -303,21 +305,17 @@ def _is_literal(node: ast.expr) -> bool:
 
 
 def _freeze_defaults(func: FuncDef, repairs: list[str]) -> None:
-    """A list literal of constants as a default becomes the tuple of them. Specifications
+    """A list default the guardian would accept as a tuple becomes that tuple. Specifications
     are pasted with ``minor=['a', 'the']``; the guardian refuses a mutable default (one
     list shared by every call), and membership, iteration and indexing read a tuple the same."""
     args = func.args
     positional = args.posonlyargs + args.args
-    pairs = list(zip(positional[len(positional) - len(args.defaults):], range(len(args.defaults))))
-    for arg, i in pairs:
-        default = args.defaults[i]
-        if isinstance(default, ast.List) and _is_literal(default):
-            args.defaults[i] = ast.Tuple(elts=default.elts, ctx=ast.Load())
-            repairs.append(f"the default of {arg.arg} is a tuple, not a list (a list default is shared by every call)")
-    for j, (arg, default) in enumerate(zip(args.kwonlyargs, args.kw_defaults)):
-        if isinstance(default, ast.List) and _is_literal(default):
-            args.kw_defaults[j] = ast.Tuple(elts=default.elts, ctx=ast.Load())
-            repairs.append(f"the default of {arg.arg} is a tuple, not a list (a list default is shared by every call)")
+    for names, defaults in ((positional[len(positional) - len(args.defaults):], args.defaults), (args.kwonlyargs, args.kw_defaults)):
+        for i, (arg, default) in enumerate(zip(names, defaults)):
+            frozen = ast.Tuple(elts=default.elts, ctx=ast.Load()) if isinstance(default, ast.List) else None
+            if frozen is not None and is_constant_default(frozen):
+                defaults[i] = frozen
+                repairs.append(f"the default of {arg.arg} is a tuple, not a list (a list default is shared by every call)")
 
 
 def normalised(source: str) -> str:

@@ -39,12 +39,21 @@ OWN = 0.45  # the receiver's own methods share its state: a loose match is worth
 ELSEWHERE = 0.7  # anything else must match closely (unrelated bench specs reach 0.67)
 
 
-def _vector(catalog: Any, owner: UvmObject, selector: str, source: str) -> np.ndarray:
-    """A method's embedding: its skill document's (name, intent and source), else its source's."""
-    doc = catalog.documents.get(memory.skill_doc_id(owner, selector)) if "documents" in catalog.slot_names() else None
-    if doc is not None and len(doc.chunk_ids):
-        return doc.chunk_vectors()[0]
-    return memory.Embedder.encode([f"{selector}: {source}"])[0]
+def _vectors(catalog: Any, methods: list[tuple[UvmObject, str, str]]) -> np.ndarray:
+    """Each method's embedding: its skill document's (name, intent and source) when it has
+    one, else its source's, the latter encoded in one batch (this runs on every cycle)."""
+    documents = catalog.documents if "documents" in catalog.slot_names() else {}
+    vectors = np.zeros((len(methods), memory.DIM), dtype=np.float32)
+    missing: list[int] = []
+    for i, (owner, selector, _source) in enumerate(methods):
+        doc = documents.get(memory.skill_doc_id(owner, selector))
+        if doc is not None and len(doc.chunk_ids):
+            vectors[i] = doc.chunk_vectors()[0]
+        else:
+            missing.append(i)
+    if missing:
+        vectors[missing] = memory.Embedder.encode([f"{methods[i][1]}: {methods[i][2]}" for i in missing])
+    return vectors
 
 
 def retrieve(root: Any, receiver: UvmObject, queries: list[str], k: int = 3) -> list[dict[str, Any]]:
@@ -63,16 +72,14 @@ def retrieve(root: Any, receiver: UvmObject, queries: list[str], k: int = 3) -> 
     own: list[dict[str, Any]] = []
     elsewhere: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
-    for owner in receiver.ancestors():
-        for selector in owner.method_names():
-            source = owner.method_record(selector).source
-            if not wanted & words(f"{selector} {source}"):
-                continue
-            score = similarity(_vector(catalog, owner, selector, source))
-            seen.add((name_of(owner), selector))
-            if score >= (OWN if owner is receiver else ELSEWHERE):
-                (own if owner is receiver else elsewhere).append(
-                    {"kind": "method", "owner": name_of(owner), "selector": selector, "source": source, "similarity": score})
+    methods = [(owner, selector, owner.method_record(selector).source) for owner in receiver.ancestors() for selector in owner.method_names()]
+    methods = [m for m in methods if wanted & words(f"{m[1]} {m[2]}")]
+    for (owner, selector, source), vector in zip(methods, _vectors(catalog, methods)):
+        score = similarity(vector)
+        seen.add((name_of(owner), selector))
+        if score >= (OWN if owner is receiver else ELSEWHERE):
+            (own if owner is receiver else elsewhere).append(
+                {"kind": "method", "owner": name_of(owner), "selector": selector, "source": source, "similarity": score})
     for query in queries:
         for hit in memory.search(catalog, query, 4 * k):  # the floor, not the search's rank, decides
             doc = catalog.documents[hit.doc_id]

@@ -129,14 +129,14 @@ def _is_text(node: ast.AST | None) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
 
-def _is_literal(node: ast.AST) -> bool:
+def is_constant_default(node: ast.AST) -> bool:
     """A constant, a signed number or a tuple of literals: a default value
     whose evaluation runs nothing and which no call can change."""
     if isinstance(node, ast.Constant):
         return True
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         return isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float, complex))
-    return isinstance(node, ast.Tuple) and all(_is_literal(e) for e in node.elts)
+    return isinstance(node, ast.Tuple) and all(is_constant_default(e) for e in node.elts)
 
 
 def _annotation_problem(node: ast.AST) -> str | None:
@@ -558,7 +558,7 @@ class SafetyPolicy(ast.NodeVisitor):
         pairs = list(zip(positional[len(positional) - len(node.defaults):], node.defaults))
         pairs += [(a, d) for a, d in zip(node.kwonlyargs, node.kw_defaults) if d is not None]
         for arg, default in pairs:
-            if not _is_literal(default):
+            if not is_constant_default(default):
                 self.error(default, f"the default of {arg.arg!r} must be a constant (None, a number, a string, a tuple of them)")
         self.generic_visit(node)
 
