@@ -97,6 +97,19 @@ def test_write_conflict_is_retried_not_lost(zeo_server, tmp_path):
             assert root["counter"].n == 2
 
 
+def test_commit_is_seen_by_the_next_transaction_of_another_client(zeo_server, tmp_path):
+    """Regression (CI): client B began a transaction right after client A's
+    commit returned and did not see A's new root key, because ZEO delivers
+    invalidations asynchronously. Each transaction now syncs with the server."""
+    with open_image(zeo_uri(zeo_server, tmp_path, "a")) as a, open_image(zeo_uri(zeo_server, tmp_path, "b")) as b:
+        with reading(b.db) as root:
+            assert "seen_0" not in root  # B's connection pool holds a view from before
+        for i in range(40):
+            transact(a.db, lambda root: root.__setitem__(f"seen_{i}", UvmObject(n=i)))
+            with reading(b.db) as root:
+                assert root[f"seen_{i}"].n == i
+
+
 def test_concurrent_processes_lose_no_increment(zeo_server, tmp_path):
     with open_image(zeo_uri(zeo_server, tmp_path, "main")) as img:
         transact(img.db, lambda root: root.__setitem__("counter", UvmObject(n=0)))

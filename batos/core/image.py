@@ -132,12 +132,31 @@ def open_image(uri: str | None = None, *, create: bool = False, read_only: bool 
     except (ValueError, KeyError) as exc:
         raise ImageError(f"bad image URI {uri!r}: {exc}") from None
     storage = _call_storage(factory, uri, path)
+    _sync_at_begin(storage)
     try:
         db = DB(storage, class_factory=find_class, **db_kwargs)
     except (POSError, OSError, ValueError, EOFError) as exc:
         storage.close()
         raise ImageError(f"image {uri} cannot be read: {type(exc).__name__}: {exc}") from None
     return Image(uri, db, read_only)
+
+
+def _sync_at_begin(storage: Any) -> None:
+    """Make every transaction on a ZEO client begin after all earlier commits.
+
+    ZEO sends invalidations asynchronously, so without this a transaction
+    begun just after another process's commit returned can still read the old
+    state (CI saw a root key another client had just committed as missing).
+    The Architect teaches an object through one process and uses it through
+    another, so each transaction pays one round trip to the server instead.
+    zodburi cannot pass ``server_sync``; this is what ClientStorage does with
+    it, and it runs again on every reconnection, as the flag is kept.
+    """
+    from ZEO.ClientStorage import ClientStorage
+
+    if isinstance(storage, ClientStorage):
+        storage.server_sync = True
+        storage.sync = lambda: storage.ping()  # late-bound: a reconnection replaces ping
 
 
 def _call_storage(factory: Callable[[], Any], uri: str, path: Path | None) -> Any:
