@@ -10,6 +10,7 @@ import pytest
 from batos.cognition import states
 from batos.cognition.artifacts import Brief, Candidate, Context, Plan, Verdict, digest
 from batos.cognition.cycle import CycleConfig, CycleEngine
+from batos.cognition.prompts import OBJECT_PROTOCOL, pasted_function
 from batos.cognition.states import TERMINAL, TRANSITIONS, CycleState, IllegalTransition, check_transition
 from batos.kernel.core import Kernel
 from batos.testing import ScriptedModel, SharedPersonas
@@ -292,6 +293,37 @@ def test_a_pasted_function_without_self_is_repaired_not_rejected(image):
     assert model.calls == 1
 
 
+@pytest.mark.parametrize(
+    ("intent", "expected"),
+    [
+        (PASTED, True),
+        ("def factorial():\n    return 1\n", True),
+        ("Please write this:\n\n    def factorial(n, *, memo=None):\n        ...", True),
+        ("def factorial(self, n):\n    return n\n", False),  # a method, written for an object: the protocol applies
+        ("def fact(n):\n    return n\n", False),  # another name
+        ("return n factorial; def factorial(n) is the usual way", False),  # prose mentioning a def
+        (None, False),
+    ],
+)
+def test_a_pasted_function_is_recognised_by_its_def_without_self(intent, expected):
+    assert pasted_function(intent, "factorial") is expected
+
+
+def test_a_pasted_function_is_asked_for_as_itself_not_wrapped_in_the_object_protocol(image):
+    """Measured on the bench's 33 specifications: wrapped in the protocol, 14 first candidates met
+    their examples; asked for as the function alone, 23."""
+    kernel, model, _ = make_kernel(image, [WRONG, GOOD])
+    assert send(kernel, "factorial", 5, intent=PASTED).value == 120
+    first, second = (p for _, p in model.prompts)
+    assert first == f"Complete this Python function:\n\n{PASTED.strip()}\n\nAnswer with the code only."
+    assert OBJECT_PROTOCOL not in second and second.startswith(first.removesuffix("Answer with the code only."))
+    assert "Your previous attempt was rejected:\n```python\ndef factorial(self, n):\n    return n * 2\n```" in second
+    assert "Example factorial(4) should return 24, but it returned 8" in second
+    assert [c["framing"] for c in artifacts(image, "candidate")] == ["pasted function", "pasted function"]
+    send(kernel, "double", 5)  # an intent in words keeps the protocol
+    assert model.prompts[-1][1].startswith(OBJECT_PROTOCOL)
+
+
 def test_a_repeated_candidate_is_never_trialled_again(image):
     """Regression: attempts 2 and 3 were byte-identical to attempt 1 whatever the feedback."""
     same_again = WRONG.replace("n * 2", "(n*2)  # same thing")
@@ -437,7 +469,7 @@ def test_no_model_checks_for_a_method_that_keeps_state(image):
     assert artifacts(image, "checks") == []
 
 
-def test_warming_up_evaluates_the_prefix_every_code_prompt_starts_with(image, tmp_path):
+def test_warming_up_evaluates_the_prefix_every_protocol_prompt_starts_with(image, tmp_path):
     """The first cycle after a start used to pay ~40 s of loading and cold prompt evaluation."""
     kernel, model, _ = make_kernel(image, ["", GOOD], tmp_path)
     assert kernel.engine.status()["warmth"] == "cold"

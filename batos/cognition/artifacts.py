@@ -118,6 +118,7 @@ class Candidate(Artifact):
     duration_s: float
     index: int = 0  # which candidate of the attempt
     strategy: str = "first"  # "first", "feedback" (shown the last failure) or "fresh" (a new start after the same failure twice)
+    framing: str = "protocol"  # the prompt: "protocol" (the object protocol and the object) or "pasted function" (the spec alone)
     temperature: float | None = None
     seed: int | None = None
     repairs: list[str] = field(default_factory=list)  # the shape repairs made, in words

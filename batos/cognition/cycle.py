@@ -34,7 +34,7 @@ from batos.cognition.dissonance import cycle_dissonance, record_signal
 from batos.cognition.guardian import audit
 from batos.cognition.guardian.extraction import Rejected, extract_method
 from batos.cognition.hooks import install as install_hooks
-from batos.cognition.prompts import CODE_AVOID, CODE_STOPS, OBJECT_PROTOCOL, code_prompt
+from batos.cognition.prompts import CODE_AVOID, CODE_STOPS, OBJECT_PROTOCOL, code_prompt, pasted_function
 from batos.cognition.repairs import normalised, repair
 from batos.cognition.retrieval import retrieve, words
 from batos.cognition.states import INITIAL, TERMINAL, CycleState, check_transition
@@ -250,8 +250,9 @@ class CycleEngine:
     def warm(self) -> None:
         """Do now what the first cycle would otherwise wait for: load the embedding
         model (seconds) and BRICK's model, and evaluate BRICK's system prompt and the
-        object protocol, the stable prefix every code prompt starts with (about 30 s
-        cold on 2 cores; the model host then reuses it). Run at kernel start, in the
+        object protocol, the stable prefix every code prompt but a pasted function's
+        starts with (about 30 s cold on 2 cores; the model host then reuses it; a
+        pasted function's prompt shares the system prompt). Run at kernel start, in the
         background: a cycle that comes first waits on the host as it would anyway."""
         self.warmth = "warming"
         try:
@@ -458,6 +459,7 @@ class CycleEngine:
         brick = self.personas.speaker("BRICK", step.pins)
         strategy = _strategy(step)
         prompt = code_prompt(step, strategy)
+        framing = "pasted function" if pasted_function(step.intent, step.selector) else "protocol"
         label = f"{step.attempt + 1}.{step.index + 1}"
         for resample in range(self.config.resamples + 1):
             started = time.monotonic()
@@ -470,7 +472,7 @@ class CycleEngine:
             duplicate = step.shapes.get(shape)
             records.append(Candidate(
                 persona="BRICK", model=brick.name, attempt=step.attempt, text=text, sha256=digest(text),
-                duration_s=time.monotonic() - started, index=step.index, strategy=strategy, temperature=temperature, seed=seed,
+                duration_s=time.monotonic() - started, index=step.index, strategy=strategy, framing=framing, temperature=temperature, seed=seed,
                 repairs=fixed.repairs, source=fixed.source, shape=shape, duplicate_of=duplicate,
             ))
             if duplicate is None:

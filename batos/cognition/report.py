@@ -121,7 +121,7 @@ def format_cycle(report: dict[str, Any]) -> str:
                 lines.append(f"    {'dropped' if c.get('dropped') else 'kept   '} {c.get('text')}" + (f"  -- {c['dropped']}" if c.get("dropped") else ""))
         elif kind == "candidate":
             label = f"{a.get('attempt', 0) + 1}.{a.get('index', 0) + 1}"
-            how = ", ".join(x for x in (a.get("strategy"), f"temperature {a['temperature']}" if a.get("temperature") is not None else None,
+            how = ", ".join(x for x in (a.get("strategy"), a.get("framing"), f"temperature {a['temperature']}" if a.get("temperature") is not None else None,
                                         f"seed {a['seed']}" if a.get("seed") is not None else None) if x)
             lines.append(f"  candidate {label} ({a.get('model')}{', ' + how if how else ''}, {a.get('duration_s', 0):.1f}s)")
             if a.get("duplicate_of"):
