@@ -655,3 +655,24 @@ def test_a_forged_verdict_never_makes_a_wrong_method_pass(method_runtime, candid
     assert [c["passed"] for c in result.checks] == [False]
     ok, got = TRIAL_ENDS[candidate]
     assert result.ok is ok and result.checks[0]["got"].startswith(got)
+
+
+def test_dates_parse_in_a_method_regression_strptime_import_refused(method_runtime):
+    """Regression: datetime.strptime and time.strptime import _strptime through the
+    method's own __import__, which refused it; every date-parsing method failed."""
+    receiver = UvmObject(name="probe")
+    source = (
+        "import datetime\nimport time\n\n"
+        "def days(self, a, b):\n"
+        "    start = datetime.datetime.strptime(a, '%Y-%m-%d')\n"
+        "    end = datetime.datetime.strptime(b, '%Y-%m-%d')\n"
+        "    return [(end - start).days, time.strptime(a, '%Y-%m-%d').tm_yday]\n"
+    )
+    result = run_trial(method_runtime, receiver, "days", source, ["2024-01-01", "2024-03-01"], {}, [])
+    assert (result.ok, result.value) == (True, "[60, 1]"), result.as_dict()
+
+
+def test_an_implicit_import_gives_a_method_only_its_entry_points(method_runtime):
+    source = "def peek(self):\n    m = __import__('_strptime')\n    return sorted(n for n in dir(m) if not n.startswith('__'))\n"
+    result = run_trial(method_runtime, UvmObject(name="probe"), "peek", source, [], {}, [])
+    assert (result.ok, result.value) == (True, "['_strptime_datetime', '_strptime_time']"), result.as_dict()

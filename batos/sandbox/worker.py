@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from batos.sandbox import codec, lockdown
 from batos.sandbox.codec import CodecError, Opaque, read_frame, write_all
-from batos.sandbox.modules import ALLOWED_MODULES, DANGEROUS_MODULES, DENIED_ATTRIBUTES
+from batos.sandbox.modules import ALLOWED_MODULES, DANGEROUS_MODULES, DENIED_ATTRIBUTES, IMPLICIT_IMPORTS
 
 # Reflection a method may use on any object it holds; the rest of a
 # UvmObject's Python API (define_method, ancestors, clone ...) stays in the kernel.
@@ -73,7 +73,11 @@ def facade(module: types.ModuleType) -> types.SimpleNamespace:
 
 
 def build_facades() -> dict[str, types.SimpleNamespace]:
-    return {name: facade(importlib.import_module(name)) for name in sorted(ALLOWED_MODULES)}
+    facades = {name: facade(importlib.import_module(name)) for name in sorted(ALLOWED_MODULES)}
+    for name, entry_points in IMPLICIT_IMPORTS.items():  # imported now: the locked-down child can read no more source
+        module = importlib.import_module(name)
+        facades[name] = types.SimpleNamespace(**{entry: getattr(module, entry) for entry in entry_points})
+    return facades
 
 
 FACADES: dict[str, types.SimpleNamespace] = {}
