@@ -86,3 +86,31 @@ def test_no_token_containing_an_avoided_string_is_sampled():
         assert letter in free and letter not in banned and banned
     finally:
         pool.close()
+
+
+def test_the_prompt_cache_keeps_one_row_of_scores_and_restores_exactly_regression_14_gb_host():
+    """Regression: each entry of llama-cpp-python's RAM cache kept the whole score matrix
+    (311 MB for Qwen) uncounted, and a kernel's host reached 14 GB with a "512 MiB" cache."""
+    from llama_cpp import Llama
+
+    from batos.substrate.hostchild import prompt_cache
+
+    from .conftest import tiny_gguf
+
+    llm = Llama(model_path=str(tiny_gguf()), n_ctx=256, n_threads=1, verbose=False)
+    prompts = ["def add(a, b):", "def add(a, b):\n    return", "class Stack:"]
+
+    def answers() -> list[str]:
+        return [llm.create_completion(p, max_tokens=8, temperature=0.0)["choices"][0]["text"] for p in prompts]
+
+    uncached = answers()
+    cache = prompt_cache(1 << 30)
+    llm.set_cache(cache)
+    assert answers() == uncached  # filling the cache
+    assert answers() == uncached  # every prompt now restored from it
+    assert len(cache.cache_state) == 3
+    assert [s.scores.shape for s in cache.cache_state.values()] == [(1, llm.n_vocab())] * 3
+    one = max(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in cache.cache_state.values())
+    small = prompt_cache(one + one // 2)  # room for one entry, counted whole
+    llm.set_cache(small)
+    assert answers() == uncached and len(small.cache_state) == 1

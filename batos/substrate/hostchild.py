@@ -58,6 +58,32 @@ class Avoided:
         return self.found[key]
 
 
+def prompt_cache(capacity: int) -> Any:
+    """llama-cpp-python's RAM prompt cache, holding to *capacity* bytes for real.
+
+    Its ``LlamaRAMCache`` counts only llama.cpp's own state, but every entry also
+    keeps a copy of the score matrix: up to n_batch x vocabulary float32, 311 MB
+    for Qwen's 151,936 tokens, against about 20 MB of state for a 700-token prompt.
+    A kernel's host grew to 14 GB resident on a 24 GB machine with a "512 MiB"
+    cache. With ``logits_all`` off (ours) only the last row is ever read, and a
+    restored state is decoded again before sampling anyway, so an entry keeps
+    only that row, and what it holds is what is counted.
+    """
+    import numpy as np
+    from llama_cpp import LlamaRAMCache
+
+    class CountedRAMCache(LlamaRAMCache):  # type: ignore[misc]
+        @property
+        def cache_size(self) -> int:
+            return sum(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in self.cache_state.values())
+
+        def __setitem__(self, key: Any, value: Any) -> None:
+            value.scores = np.array(value.scores[-1:])  # a copy: the slice would pin the whole matrix
+            super().__setitem__(key, value)
+
+    return CountedRAMCache(capacity_bytes=capacity)
+
+
 class LlamaHost:
     """A GGUF served by llama-cpp-python; JSON answers can be grammar-constrained."""
 
@@ -73,9 +99,7 @@ class LlamaHost:
         # interleaved on one host, are each evaluated once rather than on every switch
         cache_mib = int(os.environ.get("BATOS_PROMPT_CACHE_MIB", "512"))
         if cache_mib > 0:
-            from llama_cpp import LlamaRAMCache
-
-            self.llm.set_cache(LlamaRAMCache(capacity_bytes=cache_mib << 20))
+            self.llm.set_cache(prompt_cache(cache_mib << 20))
         # mmap'd weights are only partly resident until touched: count the file too
         self.memory = max(resident_bytes() - before, os.path.getsize(path))
         self.device = "cpu"
