@@ -10,8 +10,10 @@ console always works.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import textwrap
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +66,45 @@ def keep_arguments(brief: MissionBrief, text: str) -> MissionBrief:
     return brief.model_copy(update={"args": [*brief.args, *missing][:16]})
 
 
+def pasted_function(text: str) -> MissionBrief | None:
+    """A function pasted as a specification, as a brief without asking a model.
+
+    ``def name(params): \"\"\"... >>> name(args) ...\"\"\"`` is a message to genesis:
+    the selector is the function's name, the arguments those of its first
+    docstring example, and the intent the whole text (the cycle recognises it as
+    a specification). The model translator made the docstring an argument and
+    dropped the ``def`` line. None when the text is not one such function (one
+    with ``self`` is a method, and not this) or has no example whose arguments
+    are literals, so the Architect gets the usual translation.
+    """
+    try:
+        module = ast.parse(textwrap.dedent(text))
+    except SyntaxError:
+        return None
+    functions = [n for n in module.body if isinstance(n, ast.FunctionDef)]
+    others = [n for n in module.body if not isinstance(n, (ast.FunctionDef, ast.Import, ast.ImportFrom))]
+    if len(functions) != 1 or others:
+        return None
+    function = functions[0]
+    positional = [a.arg for a in function.args.posonlyargs + function.args.args]
+    if positional[:1] == ["self"] or not re.match(SELECTOR_PATTERN, function.name) or len(text.strip()) > 2000:
+        return None
+    for line in (ast.get_docstring(function) or "").splitlines():
+        example = line.strip().removeprefix(">>>").strip() if line.strip().startswith(">>>") else ""
+        try:
+            call = ast.parse(example, mode="eval").body if example else None
+        except SyntaxError:
+            continue
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == function.name) or call.keywords:
+            continue
+        try:
+            args = [ast.literal_eval(a) for a in call.args]
+        except ValueError:
+            continue
+        return MissionBrief(target=DEFAULT_TARGET, selector=function.name, args=args, intent=text.strip(), translated_by="pasted function")
+    return None
+
+
 def snake_case(words: list[str]) -> str:
     return "_".join(w.lower() for w in words if w)
 
@@ -73,6 +114,9 @@ class RuleTranslator:
     explicit "called X" name, else the key words of the request; args = numbers."""
 
     def translate(self, text: str, roots: list[str]) -> MissionBrief:
+        pasted = pasted_function(text)
+        if pasted is not None:
+            return pasted
         lowered = text.strip()
         words = re.findall(r"[A-Za-z][A-Za-z0-9]*", lowered)
         target = next((w for w in words if w in roots), DEFAULT_TARGET)
@@ -108,6 +152,9 @@ class ModelTranslator:
         self.fallback = RuleTranslator()
 
     def translate(self, text: str, roots: list[str]) -> MissionBrief:
+        pasted = pasted_function(text)
+        if pasted is not None:  # exact, and no model call
+            return pasted
         # The default first: small models lean towards the first choice offered.
         targets = [DEFAULT_TARGET] + [r for r in roots if r != DEFAULT_TARGET]
         schema = {

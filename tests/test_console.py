@@ -232,3 +232,48 @@ def test_progress_shows_the_method_inline_as_it_is_written():
     show(Result(id="r", value=1))  # not progress: ignored
     assert "".join(out) == ("  ... [SYNTHESIZING] BRICK writes candidate 1\n  ... [WRITING]\ndef f(self):\n    return 1\n"
                             "  ... [VALIDATING] the guardian audits\n")
+
+
+WEEKDAY = '''def weekday_name(date_text):
+    """Return the English weekday name of a date written 'YYYY-MM-DD'.
+
+    >>> weekday_name('2024-01-01')
+    'Monday'
+    """
+'''
+
+
+def test_a_pasted_function_becomes_its_own_message_regression_docstring_as_argument():
+    """Regression (used as a user): the model translator sent models.weekday_name("2024-01-01",
+    "<the docstring>") with the def line dropped from the intent."""
+    unloaded = ModelTranslator.__new__(ModelTranslator)  # no llm: a pasted function must not need one
+    for translator in (RuleTranslator(), unloaded):
+        brief = translator.translate(WEEKDAY, sorted(ROOTS))
+        assert (brief.target, brief.selector, brief.args, brief.intent, brief.translated_by) == (
+            "genesis", "weekday_name", ["2024-01-01"], WEEKDAY.strip(), "pasted function")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        WEEKDAY.replace("(date_text)", "(self, date_text)"),  # a method: its object matters, translate as usual
+        WEEKDAY.replace(">>> weekday_name('2024-01-01')", ">>> weekday_name(today())"),  # no literal example
+        WEEKDAY.replace(">>> weekday_name('2024-01-01')", ">>> weekday_name(date_text='2024-01-01')"),  # keywords
+        WEEKDAY + "\nprint(weekday_name('2024-01-01'))\n",  # a script, not a specification
+        WEEKDAY + "\ndef other(x):\n    return x\n",  # two functions: which one is the message?
+        "def weekday_name(date_text:\n",  # not Python
+        "create a method to report the current system time",
+    ],
+)
+def test_only_a_single_pasted_function_with_a_literal_example_skips_translation(text):
+    from clients.translate import pasted_function
+
+    assert pasted_function(text) is None
+
+
+def test_a_pasted_function_with_an_import_and_several_arguments():
+    from clients.translate import pasted_function
+
+    text = "import math\n\ndef hyp(a, b):\n    '''The hypotenuse.\n\n    >>> hyp(3, 4.0)\n    5.0\n    '''\n"
+    brief = pasted_function(text)
+    assert brief is not None and (brief.selector, brief.args) == ("hyp", [3, 4.0])
