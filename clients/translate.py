@@ -66,7 +66,7 @@ def keep_arguments(brief: MissionBrief, text: str) -> MissionBrief:
     return brief.model_copy(update={"args": [*brief.args, *missing][:16]})
 
 
-def pasted_function(text: str) -> MissionBrief | None:
+def pasted_brief(text: str) -> MissionBrief | None:
     """A function pasted as a specification, as a brief without asking a model.
 
     ``def name(params): \"\"\"... >>> name(args) ...\"\"\"`` is a message to genesis:
@@ -75,7 +75,9 @@ def pasted_function(text: str) -> MissionBrief | None:
     a specification). The model translator made the docstring an argument and
     dropped the ``def`` line. None when the text is not one such function (one
     with ``self`` is a method, and not this) or has no example whose arguments
-    are literals, so the Architect gets the usual translation.
+    are literals, so the Architect gets the usual translation. The kernel's own
+    example parser (``checks_from_intent``) is behind the wire, which a client
+    may not cross, so the first literal call is read here.
     """
     try:
         module = ast.parse(textwrap.dedent(text))
@@ -114,7 +116,7 @@ class RuleTranslator:
     explicit "called X" name, else the key words of the request; args = numbers."""
 
     def translate(self, text: str, roots: list[str]) -> MissionBrief:
-        pasted = pasted_function(text)
+        pasted = pasted_brief(text)
         if pasted is not None:
             return pasted
         lowered = text.strip()
@@ -152,7 +154,7 @@ class ModelTranslator:
         self.fallback = RuleTranslator()
 
     def translate(self, text: str, roots: list[str]) -> MissionBrief:
-        pasted = pasted_function(text)
+        pasted = pasted_brief(text)
         if pasted is not None:  # exact, and no model call
             return pasted
         # The default first: small models lean towards the first choice offered.

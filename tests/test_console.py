@@ -266,14 +266,14 @@ def test_a_pasted_function_becomes_its_own_message_regression_docstring_as_argum
     ],
 )
 def test_only_a_single_pasted_function_with_a_literal_example_skips_translation(text):
-    from clients.translate import pasted_function
+    from clients.translate import pasted_brief
 
-    assert pasted_function(text) is None
+    assert pasted_brief(text) is None
 
 
 def test_a_pasted_function_with_an_import_and_several_arguments():
-    from clients.translate import pasted_function
+    from clients.translate import pasted_brief
 
     text = "import math\n\ndef hyp(a, b):\n    '''The hypotenuse.\n\n    >>> hyp(3, 4.0)\n    5.0\n    '''\n"
-    brief = pasted_function(text)
+    brief = pasted_brief(text)
     assert brief is not None and (brief.selector, brief.args) == ("hyp", [3, 4.0])

@@ -34,7 +34,7 @@ from batos.cognition.dissonance import cycle_dissonance, record_signal
 from batos.cognition.guardian import audit
 from batos.cognition.guardian.extraction import Rejected, extract_method
 from batos.cognition.hooks import install as install_hooks
-from batos.cognition.prompts import CODE_AVOID, CODE_STOPS, OBJECT_PROTOCOL, code_prompt, pasted_function
+from batos.cognition.prompts import CODE_AVOID, CODE_STOPS, OBJECT_PROTOCOL, code_prompt, pasted_function, spec_prompt
 from batos.cognition.repairs import normalised, repair
 from batos.cognition.retrieval import retrieve, words
 from batos.cognition.states import INITIAL, TERMINAL, CycleState, check_transition
@@ -458,8 +458,9 @@ class CycleEngine:
             records.append(self._write_checks(step, progress))
         brick = self.personas.speaker("BRICK", step.pins)
         strategy = _strategy(step)
-        prompt = code_prompt(step, strategy)
-        framing = "pasted function" if pasted_function(step.intent, step.selector) else "protocol"
+        pasted = pasted_function(step.intent, step.selector)
+        prompt = spec_prompt(step, strategy) if pasted else code_prompt(step, strategy)
+        framing = "pasted function" if pasted else "protocol"
         label = f"{step.attempt + 1}.{step.index + 1}"
         for resample in range(self.config.resamples + 1):
             started = time.monotonic()

@@ -73,9 +73,7 @@ def spec_prompt(step: StepInput, strategy: str) -> str:
 def code_prompt(step: StepInput, strategy: str) -> str:
     """The prompt for one candidate. *strategy* "feedback" shows the last rejected
     candidate and why; "first" and "fresh" (a new start after the same failure
-    twice) do not. A pasted function gets :func:`spec_prompt` instead."""
-    if pasted_function(step.intent, step.selector):
-        return spec_prompt(step, strategy)
+    twice) do not. The cycle asks :func:`spec_prompt` for a pasted function instead."""
     receiver = step.receiver
     slots = "\n".join(f"  {k}: {v}" for k, v in receiver["slots"].items()) or "  (none yet)"
     methods = "\n".join(f"  self.{summary}" for summary in receiver["methods"].values()) or "  (none)"
