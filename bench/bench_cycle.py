@@ -65,6 +65,7 @@ from clients.client import KernelClient, NoAnswer, make_ping, make_send  # noqa:
 
 BIN = Path(sys.executable).parent
 BARE_SYSTEM = "You are a helpful coding assistant."
+ARMS = ("cycle", "one-shot", "best-of-k")
 
 
 def free_port() -> int:
@@ -325,6 +326,10 @@ def learn_bare(p: dict[str, Any], step: dict[str, Any], model: HostedModel, runn
 # -- report ----------------------------------------------------------------------------------
 
 
+def pick_suite(items: list[dict[str, Any]], suite: str) -> list[dict[str, Any]]:
+    return [item for item in items if item["suite"] == suite]
+
+
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     times = [t for r in results for t in r["learn_seconds"]]
     return {"success": sum(r["ok"] for r in results), "total": len(results),
@@ -354,21 +359,28 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N problems of each suite")
     parser.add_argument("--k", type=int, default=4, help="most samples for bare best-of-k (default 4)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="model threads for every arm (default: all cores)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
+                        help="which arms (default: all; best-of-k needs the cycle's times, so it needs the cycle arm)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="keep the arms' images and the kernel's log in DIR (for `batos cycles list --image DIR/cycle.fs`)")
     args = parser.parse_args()
+    if "best-of-k" in args.arms and "cycle" not in args.arms:
+        parser.error("best-of-k is given the cycle's time on each problem: run it with the cycle arm")
     todo = problems(args.suite, args.limit)
     with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        cycle = run_cycle(todo, directory, args.threads)
+        directory = args.keep or Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        cycle = run_cycle(todo, directory, args.threads) if "cycle" in args.arms else []
         runtime = MethodRuntime(size=1).install()
         pool = ModelPool(threads=args.threads)
         runner = BareRunner(directory)
         try:
             model = HostedModel(pool, EMBEDDED_DEFAULT.name, assemble())
             model.complete(BARE_SYSTEM, "Say hi.", max_tokens=4)  # load before timing, as the kernel's ping did
-            one_shot = run_bare(todo, model, runner, budget=None, k=1)
+            one_shot = run_bare(todo, model, runner, budget=None, k=1) if "one-shot" in args.arms else []
             budget = {r["name"]: sum(r["learn_seconds"]) for r in cycle}
-            best_of_k = run_bare(todo, model, runner, budget=budget, k=args.k)
+            best_of_k = run_bare(todo, model, runner, budget=budget, k=args.k) if "best-of-k" in args.arms else []
         finally:
             runner.close()
             pool.close()
@@ -377,14 +389,13 @@ def main() -> int:
     report: dict[str, Any] = {
         "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
                    f"{EMBEDDED_DEFAULT.name}, {args.threads} model threads",
-        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "k": args.k, "suites": {},
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "k": args.k, "arms": args.arms, "suites": {},
     }
     for suite in suites:
-        pick = lambda rs: [r for r in rs if r["suite"] == suite]  # noqa: E731
+        arms = {"cycle": pick_suite(cycle, suite), "one_shot": pick_suite(one_shot, suite), "best_of_k": pick_suite(best_of_k, suite)}
         report["suites"][suite] = {
-            "cycle": summary(pick(cycle)), "one_shot": summary(pick(one_shot)), "best_of_k": summary(pick(best_of_k)),
-            "cycle_breakdown": cycle_breakdown(pick(cycle)),
-            "per_problem": {"cycle": pick(cycle), "one_shot": pick(one_shot), "best_of_k": pick(best_of_k)},
+            **{arm: summary(results) for arm, results in arms.items()},
+            "cycle_breakdown": cycle_breakdown(arms["cycle"]), "per_problem": arms,
         }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cycle.json").write_text(json.dumps(report, indent=2, default=repr) + "\n")
@@ -392,24 +403,35 @@ def main() -> int:
     for suite in suites:
         s = report["suites"][suite]
         c, o, b, d = s["cycle"], s["one_shot"], s["best_of_k"], s["cycle_breakdown"]
-        ratio = f"{c['median_learn_s'] / o['median_learn_s']:.2f}x" if c["median_learn_s"] and o["median_learn_s"] else "-"
-        lines += [
-            f"## {suite} ({c['total']} problems)", "",
-            "| arm | succeeded | rate | median time to a method |", "|---|---:|---:|---:|",
-            f"| bare model, one shot (baseline) | {o['success']}/{o['total']} | {o['success_rate']:.0%} | {o['median_learn_s']:.1f} s |",
-            f"| bare model, best-of-{args.k} at the cycle's time | {b['success']}/{b['total']} | {b['success_rate']:.0%} | {b['median_learn_s']:.1f} s |",
-            f"| cognitive cycle through the kernel | {c['success']}/{c['total']} | {c['success_rate']:.0%} | {c['median_learn_s']:.1f} s ({ratio} one shot) |",
-            "",
-            f"Cycle: {d['cycles']} cycles; first candidate passed {d['first_candidate_passed']} "
-            f"({d['first_candidate_repaired_and_passed']} of them after shape repairs); completed after more candidates "
-            f"{d['completed_after_more_candidates']}; failed {d['failed_cycles']} {d['failures_by_class'] or ''}; "
-            f"byte-identical retries {d['identical_retries']}; repeats resampled {d['duplicates_resampled']}; "
-            f"repairs {d['repairs'] or 'none'}.", "",
-            "| problem | cycle | s | one shot | s | best-of-k | s |", "|---|---|---:|---|---:|---|---:|",
-        ]
-        for cr, orr, br in zip(s["per_problem"]["cycle"], s["per_problem"]["one_shot"], s["per_problem"]["best_of_k"]):
-            lines.append(f"| {cr['name']} | {'ok' if cr['ok'] else 'failed'} | {sum(cr['learn_seconds']):.1f} | "
-                         f"{'ok' if orr['ok'] else 'failed'} | {sum(orr['learn_seconds']):.1f} | {'ok' if br['ok'] else 'failed'} | {sum(br['learn_seconds']):.1f} |")
+        ratio = f" ({c['median_learn_s'] / o['median_learn_s']:.2f}x one shot)" if c["median_learn_s"] and o["median_learn_s"] else ""
+        lines += [f"## {suite} ({len(pick_suite(todo, suite))} problems)", "",
+                  "| arm | succeeded | rate | median time to a method |", "|---|---:|---:|---:|"]
+        for arm, label, figures, extra in (("one-shot", "bare model, one shot (baseline)", o, ""),
+                                           ("best-of-k", f"bare model, best-of-{args.k} at the cycle's time", b, ""),
+                                           ("cycle", "cognitive cycle through the kernel", c, ratio)):
+            if arm not in args.arms:
+                lines.append(f"| {label} | not run | | |")
+            else:
+                median = f"{figures['median_learn_s']:.1f} s" if figures["median_learn_s"] is not None else "-"
+                lines.append(f"| {label} | {figures['success']}/{figures['total']} | {figures['success_rate']:.0%} | {median}{extra} |")
+        lines.append("")
+        if "cycle" in args.arms:
+            lines += [
+                f"Cycle: {d['cycles']} cycles; first candidate passed {d['first_candidate_passed']} "
+                f"({d['first_candidate_repaired_and_passed']} of them after shape repairs); completed after more candidates "
+                f"{d['completed_after_more_candidates']}; failed {d['failed_cycles']} {d['failures_by_class'] or ''}; "
+                f"byte-identical retries {d['identical_retries']}; repeats resampled {d['duplicates_resampled']}; "
+                f"repairs {d['repairs'] or 'none'}.", "",
+            ]
+        lines += ["| problem | cycle | s | one shot | s | best-of-k | s |", "|---|---|---:|---|---:|---|---:|"]
+        by_name = {arm: {r["name"]: r for r in s["per_problem"][arm]} for arm in ("cycle", "one_shot", "best_of_k")}
+
+        def cell(arm: str, name: str) -> str:
+            r = by_name[arm].get(name)
+            return "- | -" if r is None else f"{'ok' if r['ok'] else 'failed'} | {sum(r['learn_seconds']):.1f}"
+
+        for p in pick_suite(todo, suite):
+            lines.append(f"| {p['name']} | {cell('cycle', p['name'])} | {cell('one_shot', p['name'])} | {cell('best_of_k', p['name'])} |")
         lines.append("")
     (args.out / "cycle.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
