@@ -7,6 +7,8 @@ import pytest
 from batos.cognition.guardian import audit
 from batos.cognition.repairs import normalised, repair
 
+MARKED = "added `self._p_changed = True` where the method returns after changing a slot in place"
+
 CASES = {
     "a plain function with recursion": (
         "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n", "fact", (),
@@ -100,6 +102,35 @@ CASES = {
         "def f(self, xs):\n    for x in xs:\n        pass\n    return 1\n",
         ["removed 1 statement(s) that reset _p_changed"],
     ),
+    # the stateful bench's most common rejection: "returns after mutating self without `self._p_changed = True`"
+    "an in-place change returned without the mark": (
+        "def add_todo(self, item):\n    if not hasattr(self, 'todo'):\n        self.todo = []\n    self.todo.append(item)\n"
+        "    return self.todo\n", "add_todo", (),
+        "def add_todo(self, item):\n    if not hasattr(self, 'todo'):\n        self.todo = []\n    self.todo.append(item)\n"
+        "    self._p_changed = True\n    return self.todo\n",
+        [MARKED],
+    ),
+    "a return whose value is the change": (
+        "def pop(self):\n    if not self.stack:\n        raise ValueError('empty')\n    return self.stack.pop()\n", "pop", (),
+        "def pop(self):\n    if not self.stack:\n        raise ValueError('empty')\n    result = self.stack.pop()\n"
+        "    self._p_changed = True\n    return result\n",
+        [MARKED],
+    ),
+    "a change in a loop, an early return and a fall off the end, result already a name": (
+        "def record(self, name, result):\n    for k in list(self.scores):\n        if k == name:\n"
+        "            return self.scores.pop(k)\n    self.scores[name] = result\n", "record", (),
+        "def record(self, name, result):\n    for k in list(self.scores):\n        if k == name:\n"
+        "            result_1 = self.scores.pop(k)\n            self._p_changed = True\n            return result_1\n"
+        "    self.scores[name] = result\n    self._p_changed = True\n",
+        [MARKED],
+    ),
+    "a nested function's return is its own": (
+        "def tally(self, word):\n    def norm(w):\n        return w.lower()\n    self.counts[norm(word)] = 1\n    return len(self.counts)\n",
+        "tally", (),
+        "def tally(self, word):\n\n    def norm(w):\n        return w.lower()\n    self.counts[norm(word)] = 1\n"
+        "    self._p_changed = True\n    return len(self.counts)\n",
+        [MARKED],
+    ),
 }
 
 
@@ -116,6 +147,7 @@ def test_repairs(name):
     "I cannot help with that.",  # no code
     "def a(x):\n    return x\n\ndef b(y):\n    return a(y) + b(y)\n\ndef c(z):\n    return z\n",  # two entry points: a guess
     "def broken(:\n",  # not Python
+    "def m(self, x):\n    self.items.append(x)\n    self._p_changed = True\n    return len(self.items)\n",  # keeps the covenant
 ])
 def test_nothing_to_repair_leaves_the_text_to_the_guardian(text):
     assert repair(text, "m").source is None
@@ -133,3 +165,11 @@ def test_normalised_shape_ignores_docstrings_comments_and_layout():
     b = "def f(self,n):\n  # twice\n  return (n*2)\n"
     c = "def f(self, n):\n    return n * 3\n"
     assert normalised(a) == normalised(b) != normalised(c)
+
+
+def test_a_change_through_an_alias_the_mark_cannot_fix_is_left_to_the_guardian():
+    """``return items.pop()`` changes the object through an alias the return's own check cannot see:
+    marking before it would still break the covenant, so the method goes to the guardian as written."""
+    text = "def take(self):\n    items = self.items\n    return items.pop()\n"
+    assert repair(text, "take").source is None
+    assert "returns after mutating self" in audit(text, "take").feedback()

@@ -168,6 +168,11 @@ class _Mutations(ast.NodeVisitor):
         self.visit(node.body)
 
 
+def mutates(node: ast.AST) -> bool:
+    """Whether *node* itself (an expression, no aliases known) changes the object."""
+    return Covenant()._mutates(node)
+
+
 class Covenant:
     """Path-sensitive check; state = the set of possible 'dirty' flags on entry."""
 
