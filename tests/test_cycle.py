@@ -362,7 +362,8 @@ def test_the_same_failure_twice_switches_to_a_fresh_prompt(image):
     assert "Calling factorial(5) failed: AttributeError" in prompts[1] and "at `return self.table[n]`" in prompts[1]
 
 
-FACTORIAL_CHECKS = "```python\nassert factorial(0) == 1\nassert factorial(5) == 120\nassert factorial(4) == 25\nassert factorial(3) == 7\nassert fib(3) == 2\n```"
+FACTORIAL_CHECKS = ("```python\nassert factorial(0) == 1\nassert factorial(5) == 120\nassert factorial(4) == 25\nassert factorial(3) == 7\n"
+                    "assert fib(3) == 2\nassert factorial(3, 1) == 6\n```")
 ONLY_FOUR = "```python\ndef factorial(self, n):\n    return 24 if n == 4 else 0\n```"
 LOOPED = "```python\ndef factorial(self, n):\n    out = 1\n    for i in range(2, n + 1):\n        out *= i\n    return out\n```"
 
@@ -381,7 +382,8 @@ def test_candidates_are_ranked_by_the_models_own_checks_and_their_agreement(imag
     kept = [(c["args"], c["expected"]) for c in checks["checks"] if c["dropped"] is None]
     assert kept == [([0], 1), ([5], 120), ([3], 7)]  # a wrong check survives: it only ranks
     dropped = {c["text"]: c["dropped"] for c in checks["checks"] if c["dropped"]}
-    assert dropped == {"assert factorial(4) == 25": "contradicts the intent's example factorial(4) == 24", "assert fib(3) == 2": "calls fib, not factorial"}
+    assert dropped == {"assert factorial(4) == 25": "contradicts the intent's example factorial(4) == 24", "assert fib(3) == 2": "calls fib, not factorial",
+                       "assert factorial(3, 1) == 6": "passes 2 argument(s); the method is called with 1"}
     verdicts = artifacts(image, "verdict")
     assert [(v["index"], v["passed_intent"]) for v in verdicts] == [(0, False), (0, True), (1, True), (2, True)]
     assert verdicts[-1]["score"] == 6.0 and verdicts[-1]["chosen"] is False  # LOOPED agrees with GOOD: 2 x (1 + 2)

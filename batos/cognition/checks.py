@@ -38,8 +38,15 @@ class ParsedChecks:
     dropped: list[tuple[str, str]]  # (line, why)
 
 
-def parse_checks(text: str, selector: str, examples: Sequence[Check], limit: int) -> ParsedChecks:
-    """The model's assert lines as :class:`Check`\\ s (``source="model"``), and the lines dropped with why."""
+def parse_checks(text: str, selector: str, examples: Sequence[Check], limit: int, message_args: int) -> ParsedChecks:
+    """The model's assert lines as :class:`Check`\\ s (``source="model"``), and the lines dropped with why.
+
+    A check must call the method with as many positional arguments as the message that
+    started the cycle, or as one of the intent's own examples: those are the call shapes
+    known to be right. Asked for checks of ``average_reading()``, a method of no arguments
+    whose answer is the object's state, the model wrote ``average_reading([1, 2, 3]) == 2.0``;
+    every candidate then "failed" every check, and the ranking was noise."""
+    arities = {message_args, *(len(e.args) for e in examples)}
     kept: list[Check] = []
     dropped: list[tuple[str, str]] = []
     for raw in text.splitlines():
@@ -51,7 +58,10 @@ def parse_checks(text: str, selector: str, examples: Sequence[Check], limit: int
             dropped.append((line, why))
             continue
         clash = next((e for e in examples if e.args == check.args and e.kwargs == check.kwargs and not same(check.expected, e.expected)), None)
-        if clash is not None:
+        if len(check.args) not in arities:
+            shapes = " or ".join(str(n) for n in sorted(arities))
+            dropped.append((line, f"passes {len(check.args)} argument(s); the method is called with {shapes}"))
+        elif clash is not None:
             dropped.append((line, f"contradicts the intent's example {clash.call(selector)} == {clash.expected!r}"))
         elif any(k.args == check.args and k.kwargs == check.kwargs for k in [*examples, *kept]):
             dropped.append((line, "repeats a call already checked"))

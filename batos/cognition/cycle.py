@@ -443,7 +443,7 @@ class CycleEngine:
                                                          self.config.model_checks),
                               max_tokens=self.config.check_tokens, temperature=0.2, stop=CHECK_STOPS,
                               seed=_seed(step.cycle, step.attempt, -1, 0))
-        parsed = parse_checks(text, step.selector, examples, self.config.model_checks)
+        parsed = parse_checks(text, step.selector, examples, self.config.model_checks, len(step.args))
         rows = [{"text": c.text, "args": list(c.args), "kwargs": dict(c.kwargs), "expected": c.expected, "source": "model", "dropped": None}
                 for c in parsed.kept]
         rows += [{"text": line, "source": "model", "dropped": why} for line, why in parsed.dropped]
