@@ -458,6 +458,63 @@ def test_a_second_call_refused_on_purpose_is_not_a_failure(image):
     assert verdict["trial"]["stateful"] is True and verdict["trial"]["second_error"] is None and model.calls == 1
 
 
+AVERAGE = ("```python\ndef average(self):\n    if not getattr(self, 'readings', []):\n        raise ValueError('no readings yet')\n"
+           "    return sum(self.readings) / len(self.readings)\n```")
+ALWAYS_REFUSES = "```python\ndef average(self):\n    raise ValueError('no readings yet')\n```"
+ZERO_WHEN_EMPTY = ("```python\ndef average(self):\n    readings = getattr(self, 'readings', [])\n"
+                   "    return sum(readings) / len(readings) if readings else 0\n```")
+AVERAGE_INTENT = "return the mean of the readings this object keeps; raise an error if it has none"
+
+
+def test_a_message_the_intent_says_to_refuse_is_answered_by_the_refusal(image):
+    """Regression (bench readings, playlist, inventory): the first message to a method may be one its
+    intent says to refuse (the mean of no readings); every right candidate refused it and was
+    rejected for that, three attempts and 60-140 s, and the cycle failed."""
+    kernel, model, _ = make_kernel(image, [AVERAGE])
+    reply = send(kernel, "average", intent=AVERAGE_INTENT)
+    assert isinstance(reply, Error) and reply.code == "method_error"
+    assert reply.message.startswith("ValueError: no readings yet (line 3 of average)")
+    assert model.calls == 1
+    [verdict] = artifacts(image, "verdict")
+    assert verdict["chosen"] is True and verdict["trial"]["refused"].startswith("ValueError: no readings yet")
+    with reading(image.db) as root:
+        cycle = next(iter(root["orchestrator"].cycles.values()))
+        assert cycle.outcome["reason"] == ("installed average: candidate 1.1 (it refuses this message, as the intent allows: "
+                                           "ValueError: no readings yet (line 3 of average))")
+    transact(image.db, lambda root: setattr(root["genesis"], "readings", [2, 4]))
+    assert send(kernel, "average").value == 3.0
+
+
+def test_a_refusal_the_intent_does_not_ask_for_fails_the_candidate(image):
+    kernel, model, _ = make_kernel(image, [AVERAGE, ZERO_WHEN_EMPTY])
+    assert send(kernel, "average", intent="return the mean of the readings this object keeps").value == 0
+    first, second = artifacts(image, "verdict")
+    assert first["failure"] == "ValueError" and first["trial"]["refused"] is None
+    assert "Calling average() failed: ValueError: no readings yet (line 3 of average)" in model.prompts[1][1]
+
+
+def test_a_method_that_refuses_unconditionally_is_not_refusing_on_purpose(image):
+    kernel, model, _ = make_kernel(image, [ALWAYS_REFUSES, AVERAGE])
+    reply = send(kernel, "average", intent=AVERAGE_INTENT)
+    assert isinstance(reply, Error) and reply.message.startswith("ValueError: no readings yet (line 3 of average)")
+    first, second = artifacts(image, "verdict")
+    assert first["failure"] == "ValueError" and second["chosen"] is True and model.calls == 2
+
+
+@pytest.mark.parametrize("intent, expected", [
+    ("raise an error if the playlist is empty", True),
+    ("if there are fewer than qty in stock, refuse and change nothing", True),
+    ("return the mean; it fails when there are no readings", True),
+    ("return the terror level", False),  # a word, not a part of one
+    ("return the mean of the readings", False),
+    (None, False),
+])
+def test_an_intent_anticipates_a_refusal_in_words(intent, expected):
+    from batos.sandbox.trial import refusal_anticipated
+
+    assert refusal_anticipated(intent) is expected
+
+
 def test_no_model_checks_for_a_method_that_keeps_state(image):
     """Checks of the form f(x) == y cannot describe an answer that depends on earlier messages (the bench's
     BRICK wrote finish_todo([1, 2]) == [2] for a method taking an item), and they cost a model call."""

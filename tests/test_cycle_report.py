@@ -12,7 +12,7 @@ from batos.core.txn import reading, transact
 from batos.wire.protocol import Error
 
 from .conftest import BIN
-from .test_cycle import GOOD, WRONG, make_kernel, send
+from .test_cycle import AVERAGE, AVERAGE_INTENT, GOOD, WRONG, make_kernel, send
 
 PASTED = "def double(n):\n    '''\n    >>> double(2)\n    4\n    '''\n"
 
@@ -44,6 +44,14 @@ def test_a_repaired_candidate_shows_its_repairs(image):
     assert "    repaired: added self as the first parameter" in text
     assert "  verdict 1.1: chosen" in text
     assert "    ok   [intent] double(2) -> expected 4, got 4" in text
+
+
+def test_a_refusal_installed_as_the_answer_says_so(image):
+    kernel, _, _ = make_kernel(image, [AVERAGE])
+    assert isinstance(send(kernel, "average", intent=AVERAGE_INTENT), Error)
+    with reading(image.db) as root:
+        text = format_cycle(cycle_report(root, list_cycles(root)[0]["id"]))
+    assert "    trial average(): refused on purpose: ValueError: no readings yet (line 3 of average)" in text
 
 
 def test_an_unknown_or_ambiguous_id_is_a_clear_error(image):

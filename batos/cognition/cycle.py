@@ -46,7 +46,7 @@ from batos.core.refs import name_of, oid_hex
 from batos.core.txn import reading, transact
 from batos.core.uvm import UvmObject
 from batos.sandbox.runtime import MethodLimits, MethodRuntime, installed
-from batos.sandbox.trial import Check, TrialResult, checks_from_intent, run_trial
+from batos.sandbox.trial import Check, TrialResult, checks_from_intent, refusal_anticipated, run_trial
 from batos.substrate.llm import ModelError
 from batos.substrate.personas import Personas, system_prompt
 from batos.wire.protocol import WRITING
@@ -509,7 +509,8 @@ class CycleEngine:
                 with reading(self.db) as root:
                     cycle = root["orchestrator"].cycles[step.cycle]
                     trial = run_trial(self.sandbox or installed(), cycle.target, step.selector, report.source,
-                                      list(cycle.args), dict(cycle.kwargs), checks, self.config.limits)
+                                      list(cycle.args), dict(cycle.kwargs), checks, self.config.limits,
+                                      refusal_expected=refusal_anticipated(step.intent))
                 self._record("trial", cycle=step.cycle, attempt=attempt, index=index, **trial.as_dict())
             self._record("audit", cycle=step.cycle, attempt=attempt, index=index, accepted=report.accepted, errors=report.errors)
             feedback = report.feedback() if not report.accepted else (trial.feedback(report.source) if trial and not trial.passed_intent else "")
@@ -525,7 +526,8 @@ class CycleEngine:
         if passed_intent and trial is not None and (trial.passed or attempt == 0):
             # every check met (the model's too), or the fast path: the first candidate meets the Architect's examples
             verdict = replace(verdict, chosen=True)
-            self._finish(step, CycleState.COMPLETE, f"installed {step.selector}: candidate {label}", verdict, source)
+            refused = f" (it refuses this message, as the intent allows: {trial.refused})" if trial.refused else ""
+            self._finish(step, CycleState.COMPLETE, f"installed {step.selector}: candidate {label}{refused}", verdict, source)
             progress(CycleState.COMPLETE, f"{step.selector} installed on {step.target_name}")
             return
         if not round_done:

@@ -138,7 +138,8 @@ def format_cycle(report: dict[str, Any]) -> str:
                 lines.append(f"    audit: {error}")
             trial = a.get("trial")
             if trial:
-                result = f"returned {trial.get('value')}" if trial.get("ok") else f"failed: {trial.get('error')}"
+                result = (f"refused on purpose: {trial['refused']}" if trial.get("refused") else f"returned {trial.get('value')}") \
+                    if trial.get("ok") else f"failed: {trial.get('error')}"
                 lines.append(f"    trial {trial.get('call', '')}: {result}" + (" (keeps state: called twice)" if trial.get("stateful") else ""))
                 if trial.get("second_error"):
                     lines.append(f"    second call failed: {trial['second_error']}")

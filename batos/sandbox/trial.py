@@ -66,6 +66,7 @@ class TrialResult:
     error: str | None = None
     stateful: bool = False  # the candidate keeps state: it was called twice
     second_error: str | None = None  # the second call, with the first call's state, failed
+    refused: str | None = None  # the message was refused on purpose, as the intent allows: its answer is this error
     checks: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -99,7 +100,7 @@ class TrialResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "call": self.call, "value": self.value, "error": self.error, "stateful": self.stateful,
-                "second_error": self.second_error, "checks": self.checks, "duration_s": round(self.duration_s, 3)}
+                "second_error": self.second_error, "refused": self.refused, "checks": self.checks, "duration_s": round(self.duration_s, 3)}
 
 
 _WHERE = re.compile(r"\(line (\d+) of [\w]+\)")
@@ -222,6 +223,38 @@ def raised_types(source: str) -> set[str]:
     return found
 
 
+# words with which an intent says when its method must refuse ("raise an error if the list is empty")
+_REFUSING = frozenset({"error", "errors", "raise", "raises", "raising", "refuse", "refuses", "reject", "rejects",
+                       "exception", "fail", "fails"})
+
+
+def refusal_anticipated(intent: str | None) -> bool:
+    """Whether the intent says the method must refuse some requests, so a refusal can be its answer.
+
+    The message that starts a cycle may be one of those (``average_reading()``
+    before any reading, ``remove_stock('apple', 10)`` with 8 in stock). A right
+    method refuses it, and every candidate that did used to be rejected: three
+    attempts, 60-140 s, and a failed cycle for each such bench scenario."""
+    return bool(_REFUSING & set(re.findall(r"[a-z]+", (intent or "").lower())))
+
+
+def deliberate_refusal(exc: MethodFault, source: str) -> bool:
+    """Whether *exc* came from a ``raise`` of the method's own, under a condition.
+
+    A raise at the top of the method's body refuses everything: that is a
+    method that does not work, not one that refuses this request."""
+    line = _WHERE.search(str(exc))
+    if exc.exc_type is None or exc.exc_type not in raised_types(source) or line is None:
+        return False
+    number = int(line.group(1))
+    for func in ast.walk(ast.parse(source)):
+        if isinstance(func, ast.FunctionDef):
+            for node in ast.walk(func):
+                if isinstance(node, ast.Raise) and node.lineno == number:
+                    return not any(statement is node for statement in func.body)
+    return False
+
+
 def _on_self(node: ast.AST) -> bool:
     while isinstance(node, (ast.Attribute, ast.Subscript)):
         node = node.value
@@ -237,8 +270,12 @@ def run_trial(
     kwargs: dict[str, Any],
     checks: Sequence[Check] = (),
     limits: MethodLimits | None = None,
+    refusal_expected: bool = False,
 ) -> TrialResult:
     """Inside a (reading) transaction: the candidate's calls and the kernel's verdict.
+
+    With *refusal_expected* (the intent says when to refuse), a message the
+    candidate refuses on purpose (:func:`deliberate_refusal`) is answered, not failed.
 
     Changes are applied in that transaction (so a sequence sees the state its
     earlier calls left) and rolled back to a savepoint after each sequence; a
@@ -269,8 +306,10 @@ def run_trial(
             value = call(args, kwargs)
             result.ok, result.value = True, repr(value)[:2000]
         except MethodFault as exc:
-            result.error = str(exc)
-            return
+            if not (refusal_expected and deliberate_refusal(exc, source)):
+                result.error = str(exc)
+                return
+            result.ok, result.refused = True, str(exc)
         if result.stateful:
             try:
                 call(args, kwargs)
