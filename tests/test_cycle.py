@@ -394,7 +394,8 @@ def test_candidates_are_ranked_by_the_models_own_checks_and_their_agreement(imag
     assert "factorial(4) == 24" in model.prompts[1][1] and "def factorial(self, n)" not in model.prompts[1][1].split("Tests already")[0]
 
 
-RESETS = "```python\ndef add_todo(self, item):\n    self.todos = []\n    self.todos.append(item)\n    self._p_changed = True\n    return self.todos\n```"
+RESETS = "```python\ndef add_todo(self, item):\n    self.todos = [item]\n    return self.todos\n```"
+EMPTIES = "```python\ndef add_todo(self, item):\n    self.todos = []\n    self.todos.append(item)\n    self._p_changed = True\n    return self.todos\n```"
 KEEPS = ("```python\ndef add_todo(self, item):\n    if not hasattr(self, 'todos'):\n        self.todos = []\n    self.todos.append(item)\n"
          "    self._p_changed = True\n    return self.todos\n```")
 TODO_INTENT = "add an item to a todo list this object keeps, return the whole list: add_todo('a') returns ['a'], then add_todo('b') returns ['a', 'b']"
@@ -409,6 +410,17 @@ def test_a_method_that_keeps_state_is_tried_on_carried_state_and_leaves_the_imag
     assert [c["passed"] for c in first["trial"]["checks"]] == [True, False]
     assert "Example add_todo('b') should return ['a', 'b'], but it returned ['b']" in model.prompts[1][1]
     assert second["passed_intent"] is True
+
+
+def test_a_slot_emptied_on_every_call_is_repaired_before_the_trial(image):
+    """Regression (bench word_counter): the reset cost a model call where the examples caught it, and
+    where none did (a tally whose calls each return a count) it was installed and lost every earlier call's words."""
+    kernel, model, _ = make_kernel(image, [EMPTIES])
+    assert send(kernel, "add_todo", "milk", intent=TODO_INTENT).value == ["milk"]
+    assert send(kernel, "add_todo", "eggs").value == ["milk", "eggs"]
+    [candidate] = artifacts(image, "candidate")
+    assert candidate["repairs"] == ["`self.todos = []` ran on every call and threw away what earlier calls kept: it now runs only when the slot is missing"]
+    assert model.calls == 1
 
 
 def test_a_method_that_fails_on_its_second_call_is_rejected(image):

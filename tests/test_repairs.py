@@ -173,3 +173,30 @@ def test_a_change_through_an_alias_the_mark_cannot_fix_is_left_to_the_guardian()
     text = "def take(self):\n    items = self.items\n    return items.pop()\n"
     assert repair(text, "take").source is None
     assert "returns after mutating self" in audit(text, "take").feedback()
+
+
+TALLY = ("def add_text(self, text):\n    words = text.split()\n    self.tally = {}\n    for word in words:\n"
+         "        self.tally[word] = self.tally.get(word, 0) + 1\n    self._p_changed = True\n    return len(words)\n")
+
+
+def test_a_slot_emptied_on_every_call_before_adding_to_it_is_created_only_when_missing():
+    """Regression (bench word_counter): add_text set ``self.tally = {}`` on every call, so the tally only ever
+    held the last text; each call returned the right count, so the trial's second call could not tell."""
+    fixed = repair(TALLY, "add_text", intent="add the words of the text to a tally this object keeps (none at first)")
+    assert fixed.source == ("def add_text(self, text):\n    words = text.split()\n    if not hasattr(self, 'tally'):\n        self.tally = {}\n"
+                            "    for word in words:\n        self.tally[word] = self.tally.get(word, 0) + 1\n"
+                            "    self._p_changed = True\n    return len(words)\n")
+    assert fixed.repairs == ["`self.tally = {}` ran on every call and threw away what earlier calls kept: it now runs only when the slot is missing"]
+    assert audit(fixed.source, "add_text").accepted
+
+
+@pytest.mark.parametrize("text, intent", [
+    (TALLY, "replace the tally with the words of the text"),  # starting over is the point
+    (TALLY, None),  # no intent: the bare arm of the bench, and callers that only reshape
+    ("def rebuild(self):\n    self.index = {}\n    for x in self.items:\n        self.index[x] = 1\n    self._p_changed = True\n    return self.index\n",
+     "index the items by name"),  # rebuilt from another slot
+    ("def start(self, item):\n    self.todos = [item]\n    return self.todos\n", "start a todo list with the item"),  # not empty
+    ("def zero(self):\n    self.count = 0\n    return self.count\n", "set the counter to zero"),  # nothing added after
+])
+def test_a_slot_set_on_every_call_is_left_alone_where_that_may_be_the_point(text, intent):
+    assert repair(text, text.split("(")[0][4:], intent=intent).source is None

@@ -17,6 +17,7 @@ name) is left to the guardian, which says why in its own words.
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -39,25 +40,26 @@ _FUNC = (ast.FunctionDef, ast.AsyncFunctionDef)
 FuncDef = ast.FunctionDef | ast.AsyncFunctionDef
 
 
-def repair(text: str, selector: str, methods: Collection[str] = ()) -> Repaired:
+def repair(text: str, selector: str, methods: Collection[str] = (), intent: str | None = None) -> Repaired:
     """Reshape model output *text* into one method named *selector*.
 
     *methods* are the selectors the receiver already understands: a bare call
     to one of them inside a function written without ``self`` was meant for
     the receiver, as a bare recursive call was meant for the method itself.
+    *intent*, when given, lets a method that keeps state keep it (:func:`_keep_accumulated`).
     """
     for chunk in code_chunks(text):
         try:
             module = ast.parse(textwrap.dedent(chunk))
         except SyntaxError:
             continue
-        found = _reshape(module, selector, set(methods))
+        found = _reshape(module, selector, set(methods), intent)
         if found is not None:
             return found
     return Repaired(None)
 
 
-def _reshape(module: ast.Module, selector: str, methods: set[str]) -> Repaired | None:
+def _reshape(module: ast.Module, selector: str, methods: set[str], intent: str | None) -> Repaired | None:
     repairs: list[str] = []
     imports = [n for n in module.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     functions = [n for n in module.body if isinstance(n, _FUNC)]
@@ -83,6 +85,8 @@ def _reshape(module: ast.Module, selector: str, methods: set[str]) -> Repaired |
     _drop_covenant_misuse(target, repairs)
     _drop_unused_slots(target, repairs)
     _freeze_defaults(target, repairs)
+    if intent is not None:
+        _keep_accumulated(target, intent, repairs)
     _mark_changes(target, repairs)
     if not repairs:
         return Repaired(None)  # already a method: the guardian extracts it with its comments intact
@@ -318,6 +322,61 @@ def _freeze_defaults(func: FuncDef, repairs: list[str]) -> None:
             if frozen is not None and is_constant_default(frozen):
                 defaults[i] = frozen
                 repairs.append(f"the default of {arg.arg} is a tuple, not a list (a list default is shared by every call)")
+
+
+# words with which an intent asks a method to start its state over: then a slot set afresh on every call is the point
+_STARTS_OVER = frozenset({"reset", "resets", "clear", "clears", "fresh", "replace", "replaces", "restart", "restarts",
+                          "anew", "discard", "discards", "forget", "forgets"})
+_EMPTY_CALLS = frozenset({"list", "dict", "set", "Counter", "defaultdict", "deque", "OrderedDict"})
+_MUTATORS = frozenset({"append", "extend", "insert", "update", "add", "setdefault", "appendleft", "extendleft"})
+
+
+def _is_empty(node: ast.expr) -> bool:
+    """``[]``, ``{}``, ``0``, ``""``, ``set()``, ``Counter()``, ``defaultdict(int)``: a container or count with nothing in it."""
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id in _EMPTY_CALLS and not node.keywords \
+            and all(isinstance(a, ast.Name) for a in node.args) and len(node.args) <= 1
+    return _is_plain_value(node) and not ast.literal_eval(node)
+
+
+def _adds_to(node: ast.AST, slot: str) -> bool:
+    """Whether *node* adds to ``self.<slot>`` in place: a mutator call, an item store, ``+=``."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _MUTATORS and _is_self_attribute(n.func.value, slot):
+            return True
+        if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store) and _is_self_attribute(n.value, slot):
+            return True
+        if isinstance(n, ast.AugAssign) and (_is_self_attribute(n.target, slot)
+                                            or isinstance(n.target, ast.Subscript) and _is_self_attribute(n.target.value, slot)):
+            return True
+    return False
+
+
+def _keep_accumulated(func: FuncDef, intent: str, repairs: list[str]) -> None:
+    """``self.tally = {}`` at the top of a method that then adds to ``self.tally`` throws away,
+    on every call, what the earlier calls kept; it becomes ``if not hasattr(self, "tally"):``.
+
+    The 1.5B model's most common stateful bug (a word tally that only ever held the last
+    text, in the bench); the trial's second call cannot see it, since each call returns the
+    same. Not when the method reads another slot (it may be rebuilding ``tally`` from it),
+    and not when the intent asks to start over (reset, clear, replace, ...)."""
+    if _STARTS_OVER & set(re.findall(r"[a-z]+", intent.lower())):
+        return
+    others = {n.attr for n in ast.walk(func) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"}
+    for i, stmt in enumerate(func.body):
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(target := stmt.targets[0], ast.Attribute)
+                and _is_self_attribute(target, target.attr) and _is_empty(stmt.value)):
+            continue
+        slot = target.attr
+        earlier = any(_is_self_attribute(n, slot) for s in func.body[:i] for n in ast.walk(s))
+        if earlier or others - {slot, "_p_changed"} or not any(_adds_to(s, slot) for s in func.body[i + 1:]):
+            continue
+        guard = ast.parse(f"if not hasattr(self, {slot!r}):\n    pass").body[0]
+        guard.body = [stmt]  # type: ignore[attr-defined]
+        func.body[i] = guard
+        repairs.append(f"`{ast.unparse(stmt)}` ran on every call and threw away what earlier calls kept: "
+                       "it now runs only when the slot is missing")
+        return
 
 
 def _mark_changes(func: FuncDef, repairs: list[str]) -> None:
