@@ -423,6 +423,19 @@ def test_a_slot_emptied_on_every_call_is_repaired_before_the_trial(image):
     assert model.calls == 1
 
 
+def test_a_slot_added_to_but_never_created_is_created_before_the_trial(image):
+    """Regression (bench shopping_cart): AttributeError on a slot the object never had, then the same method three times."""
+    cart = ("```python\ndef add_to_cart(self, item, qty):\n    if item in self.entries:\n        self.entries[item] += qty\n"
+            "    else:\n        self.entries[item] = qty\n    self._p_changed = True\n    return self.entries[item]\n```")
+    kernel, model, _ = make_kernel(image, [cart])
+    intent = "add qty units of the item to a cart this object keeps and return the units of that item"
+    assert send(kernel, "add_to_cart", "apple", 3, intent=intent).value == 3
+    assert send(kernel, "add_to_cart", "apple", 2).value == 5
+    [candidate] = artifacts(image, "candidate")
+    assert candidate["repairs"] == ["slot entries is added to but was never created: it is now created on first use, as {}"]
+    assert model.calls == 1
+
+
 def test_a_method_that_fails_on_its_second_call_is_rejected(image):
     once = "```python\ndef tally(self, n):\n    if hasattr(self, 'total'):\n        self.total = self.total + str(n)\n    else:\n        self.total = n\n    return n\n```"
     kernel, model, _ = make_kernel(image, [once, "```python\ndef tally(self, n):\n    self.total = getattr(self, 'total', 0) + n\n    return self.total\n```"])

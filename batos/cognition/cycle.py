@@ -468,7 +468,7 @@ class CycleEngine:
             seed = _seed(step.cycle, step.attempt, step.index, resample)
             text = brick.complete(step.system, prompt, max_tokens=self.config.code_tokens, temperature=temperature, seed=seed,
                                   stop=CODE_STOPS, avoid=CODE_AVOID, on_token=lambda piece: progress(WRITING, piece))
-            fixed = repair(text, step.selector, step.receiver["methods"].keys(), step.intent)
+            fixed = repair(text, step.selector, step.receiver["methods"].keys(), step.intent, step.receiver["slots"].keys())
             shape = digest(normalised(_shape_source(text, fixed.source, step.selector)))
             duplicate = step.shapes.get(shape)
             records.append(Candidate(
