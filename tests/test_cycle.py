@@ -332,6 +332,10 @@ def test_a_repeated_candidate_is_never_trialled_again(image):
     candidates = artifacts(image, "candidate")
     assert [(c["attempt"], c["duplicate_of"]) for c in candidates] == [(0, None), (1, "1.1"), (1, "1.1"), (1, None)]
     assert [c["temperature"] for c in candidates] == [0.1, 0.6, 0.8, 1.0]
+    assert [c["strategy"] for c in candidates] == ["first", "feedback", "problems", "problems"]
+    prompts = [p for _, p in model.prompts]
+    assert "return n * 2" in prompts[1] and "return n * 2" not in prompts[2]  # a repeat is not shown its code again
+    assert "Its problems:\nExample factorial(4) should return 24, but it returned 8" in prompts[2]
     assert len({c["seed"] for c in candidates}) == 4
     assert [r["seed"] for r in model.requests] == [c["seed"] for c in candidates]
     trialled = [c for c in candidates if c["duplicate_of"] is None]

@@ -117,7 +117,8 @@ class Candidate(Artifact):
     sha256: str
     duration_s: float
     index: int = 0  # which candidate of the attempt
-    strategy: str = "first"  # "first", "feedback" (shown the last failure) or "fresh" (a new start after the same failure twice)
+    strategy: str = "first"  # "first", "feedback" (shown the last failure), "problems" (its problems without its code,
+    # after a repeat) or "fresh" (a new start after the same failure twice)
     framing: str = "protocol"  # the prompt: "protocol" (the object protocol and the object) or "pasted function" (the spec alone)
     temperature: float | None = None
     seed: int | None = None

@@ -463,6 +463,9 @@ class CycleEngine:
         framing = "pasted function" if pasted else "protocol"
         label = f"{step.attempt + 1}.{step.index + 1}"
         for resample in range(self.config.resamples + 1):
+            if resample == 1 and strategy == "feedback":  # it copied the rejected code it was shown: show only why
+                strategy = "problems"
+                prompt = spec_prompt(step, strategy) if pasted else code_prompt(step, strategy)
             started = time.monotonic()
             temperature = _temperature(step.attempt, step.index, resample)
             seed = _seed(step.cycle, step.attempt, step.index, resample)

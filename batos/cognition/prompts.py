@@ -63,17 +63,15 @@ def spec_prompt(step: StepInput, strategy: str) -> str:
     17, in 9.9 s instead of 13.5 s (median). A pasted function keeps no state, so
     nothing the protocol says applies to it; the repairs give it its ``self``."""
     parts = [f"Complete this Python function:\n\n{(step.intent or '').strip()}"]
-    if strategy == "feedback" and step.feedback:
-        parts.append(f"Your previous attempt was rejected:\n```python\n{step.previous.strip()}\n```\nProblems:\n{step.feedback}\n"
-                     "Fix them: write the function again, corrected.")
+    parts += _feedback(step, strategy, "function")
     parts.append("Answer with the code only.")
     return "\n\n".join(parts)
 
 
 def code_prompt(step: StepInput, strategy: str) -> str:
     """The prompt for one candidate. *strategy* "feedback" shows the last rejected
-    candidate and why; "first" and "fresh" (a new start after the same failure
-    twice) do not. The cycle asks :func:`spec_prompt` for a pasted function instead."""
+    candidate and why, "problems" only why; "first" and "fresh" (a new start
+    after the same failure twice) neither. The cycle asks :func:`spec_prompt` for a pasted function instead."""
     receiver = step.receiver
     slots = "\n".join(f"  {k}: {v}" for k, v in receiver["slots"].items()) or "  (none yet)"
     methods = "\n".join(f"  self.{summary}" for summary in receiver["methods"].values()) or "  (none)"
@@ -89,11 +87,24 @@ def code_prompt(step: StepInput, strategy: str) -> str:
         f" -- {len(step.args)} positional argument(s){', keywords ' + ', '.join(step.kwargs) if step.kwargs else ''}.\n"
         f"Intent: {step.intent or '(none given; infer it from the name)'}"
     )
-    if strategy == "feedback" and step.feedback:
-        parts.append(f"Your previous attempt was rejected:\n```python\n{step.previous.strip()}\n```\nProblems:\n{step.feedback}\n"
-                     "Fix them: write the method again, corrected.")
+    parts += _feedback(step, strategy, "method")
     parts.append(f"Write the method `{step.selector}` now.")
     return "\n\n".join(parts)
+
+
+def _feedback(step: StepInput, strategy: str, what: str) -> list[str]:
+    """The last rejection: "feedback" shows the rejected code and its problems; "problems"
+    only the problems, for a resample after the model wrote its rejected code out again
+    (shown its code, the 1.5B model copies it: the bench's add_to_cart came back
+    identical at temperatures 0.6, 0.8 and 1.0)."""
+    if not step.feedback:
+        return []
+    if strategy == "feedback":
+        return [f"Your previous attempt was rejected:\n```python\n{step.previous.strip()}\n```\nProblems:\n{step.feedback}\n"
+                f"Fix them: write the {what} again, corrected."]
+    if strategy == "problems":
+        return [f"Your previous attempt was rejected. Its problems:\n{step.feedback}\nWrite the {what} again, another way, without them."]
+    return []
 
 
 SNIPPET_CHARS = 600  # a related method's source is evaluated on every candidate: its head is enough
