@@ -458,6 +458,7 @@ def test_the_prompt_shows_slots_with_types_and_methods_with_signatures(image):
     send(kernel, "factorial", 5)
     prompt = model.prompts[0][1]
     assert "  todos: list of 2: ['buy milk', 'call mum']" in prompt
+    assert "description:" not in prompt and "  name:" not in prompt  # every object's bookkeeping, not its state
     assert "  self.count_todos(self) -- How many todos there are." in prompt
     assert 'if not hasattr(self, "entries"):' in prompt  # the first-use idiom the guardian accepts
     assert model.requests[0]["stop"][0] == "\n```\n"

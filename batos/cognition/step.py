@@ -87,16 +87,21 @@ def read_step(root: Any, cycle_id: str) -> StepInput:
     )
 
 
+# slots every object has, not state its methods keep: shown them on a fresh object, the 1.5B model
+# "kept" a counter by appending to self.description and rewrote self.name (bench counter, two runs)
+BOOKKEEPING = frozenset({"parents", "name", "description"})
+
+
 def describe_receiver(receiver: Any, selector: str) -> dict[str, Any]:
     """What the code prompt shows of the receiver: each slot's type and a short
-    value, and each method it understands (its own first) as a signature with
-    the first line of its docstring."""
+    value (but the :data:`BOOKKEEPING` ones), and each method it understands (its
+    own first) as a signature with the first line of its docstring."""
     methods: dict[str, str] = {}
     for obj in receiver.ancestors():
         for name in obj.method_names():
             if name != selector and name not in methods:
                 methods[name] = method_summary(obj.method_record(name).source, name)
-    slots = {k: slot_summary(getattr(receiver, k)) for k in receiver.slot_names() if k != "parents"}
+    slots = {k: slot_summary(getattr(receiver, k)) for k in receiver.slot_names() if k not in BOOKKEEPING}
     return {"slots": slots, "methods": methods}
 
 
