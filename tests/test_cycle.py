@@ -545,54 +545,6 @@ def test_an_intent_anticipates_a_refusal_in_words(intent, expected):
     assert refusal_anticipated(intent) is expected
 
 
-DEPTH_INTENT = "return how deeply lists nest in value, 1 for a list holding no lists: depth([1, [2]]) == 2"
-CRASHES = "```python\ndef depth(self, value):\n    if not isinstance(value, list):\n        return 0\n    return max(self.depth(v) for v in value) + 1\n```"
-SAFE = ("```python\ndef depth(self, value):\n    if not isinstance(value, list):\n        return 0\n"
-        "    return max((self.depth(v) for v in value), default=0) + 1\n```")
-REFUSES_EMPTY = ("```python\ndef depth(self, value):\n    if value == []:\n        raise ValueError('no elements')\n"
-                 "    if not isinstance(value, list):\n        return 0\n    return max(self.depth(v) for v in value) + 1\n```")
-
-
-def test_a_candidate_that_meets_the_examples_but_crashes_on_an_edge_case_is_tried_again(image):
-    """Regression (bench nested_depth, three runs of three): max() of an empty list met both examples, failed hidden tests."""
-    kernel, model, _ = make_kernel(image, [CRASHES, SAFE])
-    assert send(kernel, "depth", [[1], 2], intent=DEPTH_INTENT).value == 2
-    first, second = artifacts(image, "verdict")
-    assert (first["passed_intent"], first["failure"], first["chosen"]) == (True, "edge case", False)
-    edge = [c for c in first["trial"]["checks"] if c["source"] == "edge case"]
-    assert [(c["call"], c["passed"]) for c in edge] == [("depth([])", False)]
-    assert edge[0]["got"].startswith("ValueError: max() ")
-    assert "Calling depth([]) failed: ValueError: max() " in model.prompts[1][1]
-    assert second["chosen"] is True and model.calls == 2
-    assert send(kernel, "depth", []).value == 1
-
-
-def test_when_every_later_candidate_is_worse_the_first_that_met_the_examples_is_installed(image):
-    kernel, model, _ = make_kernel(image, lambda system, prompt: CRASHES)
-    assert send(kernel, "depth", [[1], 2], intent=DEPTH_INTENT).value == 2
-    with reading(image.db) as root:
-        cycle = next(iter(root["orchestrator"].cycles.values()))
-        assert cycle.outcome["reason"] == "installed depth: candidate 1.1, which met the examples (no later candidate did better)"
-
-
-def test_an_edge_case_refused_on_purpose_is_not_a_crash(image):
-    kernel, model, _ = make_kernel(image, [REFUSES_EMPTY])
-    assert send(kernel, "depth", [[1], 2], intent=DEPTH_INTENT).value == 2
-    [verdict] = artifacts(image, "verdict")
-    assert verdict["chosen"] is True and model.calls == 1
-    assert [(c["call"], c["passed"]) for c in verdict["trial"]["checks"] if c["source"] == "edge case"] == [("depth([])", True)]
-
-
-def test_edge_cases_empty_one_argument_at_a_time():
-    from batos.sandbox.trial import Check, edge_cases
-
-    example = Check("f('', 2) == 0", ("", 2), {}, 0)
-    probes = edge_cases(["ab", 2, [1], True, None], {"k": 1}, [example])
-    assert [c.args for c in probes] == [("", 2, [1], True, None), ("ab", 0, [1], True, None), ("ab", 2, [], True, None)]
-    assert all(c.kwargs == {"k": 1} and c.source == "edge case" for c in probes)
-    assert edge_cases(["", 2], {}, [example]) == [Check("edge case", ("", 0), {}, None, source="edge case")]  # ('', 2) is the example
-
-
 def test_no_model_checks_for_a_method_that_keeps_state(image):
     """Checks of the form f(x) == y cannot describe an answer that depends on earlier messages (the bench's
     BRICK wrote finish_todo([1, 2]) == [2] for a method taking an item), and they cost a model call."""

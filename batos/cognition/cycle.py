@@ -186,22 +186,18 @@ def _shape_source(text: str, repaired: str | None, selector: str) -> str:
         return text
 
 
-RANKING = ("model", "edge case")  # the checks that rank candidates; the intent's examples decide
-
-
 def codet_scores(verdicts: list[Verdict]) -> dict[int, float]:
     """CodeT-style rank of an attempt's candidates that meet the intent's examples:
-    (candidates whose outputs on the model's checks and the edge cases agree with this one's)
-    x (1 + those checks it passes)."""
+    (candidates whose outputs on the model's checks agree with this one's) x (1 + model checks it passes)."""
     eligible = [v for v in verdicts if v.passed_intent and v.trial is not None]
 
     def outputs(v: Verdict) -> tuple[str, ...]:
-        return tuple(str(c.get("got")) for c in v.trial["checks"] if c.get("source") in RANKING)  # type: ignore[index]
+        return tuple(str(c.get("got")) for c in v.trial["checks"] if c.get("source") == "model")  # type: ignore[index]
 
     scores = {}
     for v in eligible:
         agreeing = sum(1 for other in eligible if outputs(other) == outputs(v))
-        passed = sum(1 for c in v.trial["checks"] if c.get("source") in RANKING and c.get("passed"))  # type: ignore[index]
+        passed = sum(1 for c in v.trial["checks"] if c.get("source") == "model" and c.get("passed"))  # type: ignore[index]
         scores[v.index] = float(agreeing * (1 + passed))
     return scores
 
@@ -520,21 +516,18 @@ class CycleEngine:
                                       refusal_expected=refusal_anticipated(step.intent))
                 self._record("trial", cycle=step.cycle, attempt=attempt, index=index, **trial.as_dict())
             self._record("audit", cycle=step.cycle, attempt=attempt, index=index, accepted=report.accepted, errors=report.errors)
-            feedback = report.feedback() if not report.accepted else \
-                (trial.feedback(report.source) if trial and (not trial.passed_intent or trial.crashed) else "")
+            feedback = report.feedback() if not report.accepted else (trial.feedback(report.source) if trial and not trial.passed_intent else "")
             failure = "audit" if not report.accepted else (trial.failure_kind() if trial else "")
         passed_intent = bool(trial and trial.passed_intent and candidate.duplicate_of is None)
         verdict = Verdict(
             attempt=attempt, accepted=report.accepted and candidate.duplicate_of is None, audit_errors=errors,
             trial=trial.as_dict() if trial else None, checks=[c.text for c in checks], source=source, feedback=feedback,
-            sha256=digest(source or ""), index=index,
-            failure=("edge case" if trial is not None and trial.crashed else "") if passed_intent else (failure or "wrong result"),
+            sha256=digest(source or ""), index=index, failure="" if passed_intent else (failure or "wrong result"),
             passed_intent=passed_intent,
         )
         round_done = index + 1 >= _round_size(self.config, attempt)
-        if passed_intent and trial is not None and (trial.passed or (attempt == 0 and not trial.crashed)):
-            # every check met (the model's too), or the fast path: the first candidate meets the Architect's
-            # examples and survives the edge cases
+        if passed_intent and trial is not None and (trial.passed or attempt == 0):
+            # every check met (the model's too), or the fast path: the first candidate meets the Architect's examples
             verdict = replace(verdict, chosen=True)
             refused = f" (it refuses this message, as the intent allows: {trial.refused})" if trial.refused else ""
             self._finish(step, CycleState.COMPLETE, f"installed {step.selector}: candidate {label}{refused}", verdict, source)
@@ -545,33 +538,19 @@ class CycleEngine:
             progress(CycleState.SYNTHESIZING, f"candidate {label}: {_headline(feedback, trial)}; BRICK writes candidate {attempt + 1}.{index + 2}")
             return
         scores = codet_scores([*step.verdicts, verdict])
-        last = attempt + 1 >= self.config.max_attempts
-        crashed = all(_crashed(v) for v in [*step.verdicts, verdict] if v.index in scores)
-        # the first candidate crashing on an edge case gets one more round, not more: for some arguments
-        # the intent never meant (a goal of 0), no method is right, and each round costs 3 model calls
-        if scores and not (crashed and attempt == 0 and not last):
+        if scores:
             best = max(scores, key=lambda i: (scores[i], -i))
             chosen = next((v for v in step.verdicts if v.index == best), verdict)
             verdict = replace(verdict, score=scores.get(index), chosen=best == index)
             reason = f"installed {step.selector}: candidate {attempt + 1}.{best + 1}, ranked first of {len(scores)} by the checks (score {scores[best]:g})"
             self._finish(step, CycleState.COMPLETE, reason, verdict, chosen.source)
             progress(CycleState.COMPLETE, f"{step.selector} installed on {step.target_name}")
-        elif last and step.met_examples:  # none of this round did, an earlier candidate met the examples
-            earlier = step.met_examples[0]
-            reason = (f"installed {step.selector}: candidate {earlier.attempt + 1}.{earlier.index + 1}, which met the examples "
-                      "(no later candidate did better)")
-            self._finish(step, CycleState.COMPLETE, reason, verdict, earlier.source)
-            progress(CycleState.COMPLETE, f"{step.selector} installed on {step.target_name}")
-        elif last:
+        elif attempt + 1 >= self.config.max_attempts:
             self._finish(step, CycleState.FAILED, f"no acceptable method after {attempt + 1} attempts; last problems: {feedback}", verdict)
             progress(CycleState.FAILED, feedback.splitlines()[0] if feedback else "rejected")
         else:
             self._transition(step, CycleState.SYNTHESIZING, "rejected; retry with feedback", verdict, attempt=attempt + 1, index=0)
             progress(CycleState.SYNTHESIZING, f"candidate {label} rejected ({_headline(feedback, trial)}); attempt {attempt + 2}")
-
-
-def _crashed(verdict: Verdict) -> bool:
-    return any(not c.get("passed") for c in (verdict.trial or {}).get("checks", []) if c.get("source") == "edge case")
 
 
 def _headline(feedback: str, trial: TrialResult | None) -> str:

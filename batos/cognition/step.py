@@ -47,7 +47,6 @@ class StepInput:
     shapes: dict[str, str]  # normalised-AST digest -> "attempt.index" of every candidate so far
     checks: Checks | None  # the checks BRICK wrote from the intent, once written
     verdicts: list[Verdict]  # this attempt's verdicts, in order
-    met_examples: list[Verdict]  # every verdict so far, of any attempt, whose candidate met the intent's examples
     stateful: bool  # a candidate tried so far keeps state on the receiver
 
 
@@ -84,7 +83,6 @@ def read_step(root: Any, cycle_id: str) -> StepInput:
         shapes={c.shape: f"{c.attempt + 1}.{c.index + 1}" for c in reversed(candidates) if c.shape and c.duplicate_of is None},
         checks=latest(records, Checks),
         verdicts=[v for v in verdicts if v.attempt == cycle.attempt],
-        met_examples=[v for v in verdicts if v.passed_intent],
         stateful=any(v.trial and v.trial.get("stateful") for v in verdicts),
     )
 

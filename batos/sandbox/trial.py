@@ -16,13 +16,6 @@ Two sequences run, each from the receiver as the image holds it:
 2. the checks, in order, with state carried from one to the next, as a
    person reads a list of examples for a method that keeps state.
 
-A candidate that keeps no state is then called on edge cases of the
-message's own arguments (each in turn made empty: ``[]``, ``''``, ``{}``,
-``0``): these have no expected value, and only a crash counts, an exception
-the method did not raise on purpose. ``max()`` of an empty list met both
-examples of the bench's nested_depth and failed its hidden tests, three runs
-out of three.
-
 The verdict is the kernel's: the worker returns values, never "passed", and
 the expected values of the checks never reach it, so a candidate that
 writes a fake verdict, or exits early, cannot make itself pass.
@@ -86,11 +79,6 @@ class TrialResult:
         """Runs cleanly and meets every example of the Architect's (the model's own checks aside)."""
         return self.ok and self.second_error is None and all(c.get("passed") for c in self.checks if c.get("source", "intent") == "intent")
 
-    @property
-    def crashed(self) -> bool:
-        """An edge case made the method fail where it did not refuse on purpose."""
-        return any(not c.get("passed") for c in self.checks if c.get("source") == "edge case")
-
     def feedback(self, source: str | None = None) -> str:
         """What went wrong, as the next prompt shows it: the call, expected and got, and the line that failed."""
         lines = []
@@ -101,8 +89,6 @@ class TrialResult:
         for check in self.checks:
             if not check.get("passed") and check.get("source", "intent") == "intent":
                 lines.append(f"Example {check['call']} should return {check['expected']}, but it returned {_with_line(str(check.get('got')), source)}")
-            elif not check.get("passed") and check.get("source") == "edge case":
-                lines.append(f"Calling {check['call']} failed: {_with_line(str(check.get('got')), source)}")
         return "\n".join(lines)
 
     def failure_kind(self) -> str:
@@ -269,26 +255,6 @@ def deliberate_refusal(exc: MethodFault, source: str) -> bool:
     return False
 
 
-_EMPTY: dict[type, Any] = {list: [], str: "", dict: {}, tuple: (), int: 0, float: 0.0}
-
-
-def edge_cases(args: Sequence[Any], kwargs: Mapping[str, Any], checks: Sequence[Check] = ()) -> list[Check]:
-    """The message's arguments with one at a time made empty, as calls with no expected value;
-    not one that repeats the message or an example."""
-    seen = {(tuple(map(repr, args)), repr(sorted(kwargs.items())))}
-    seen |= {(tuple(map(repr, c.args)), repr(sorted(c.kwargs.items()))) for c in checks}
-    found = []
-    for i, value in enumerate(args):
-        if type(value) not in _EMPTY:
-            continue
-        probe = (*args[:i], _EMPTY[type(value)], *args[i + 1:])
-        key = (tuple(map(repr, probe)), repr(sorted(kwargs.items())))
-        if key not in seen:
-            seen.add(key)
-            found.append(Check("edge case", probe, dict(kwargs), None, source="edge case"))
-    return found
-
-
 def _on_self(node: ast.AST) -> bool:
     while isinstance(node, (ast.Attribute, ast.Subscript)):
         node = node.value
@@ -305,13 +271,11 @@ def run_trial(
     checks: Sequence[Check] = (),
     limits: MethodLimits | None = None,
     refusal_expected: bool = False,
-    probe: bool = True,
 ) -> TrialResult:
     """Inside a (reading) transaction: the candidate's calls and the kernel's verdict.
 
     With *refusal_expected* (the intent says when to refuse), a message the
     candidate refuses on purpose (:func:`deliberate_refusal`) is answered, not failed.
-    With *probe*, a candidate that keeps no state is also called on :func:`edge_cases`.
 
     Changes are applied in that transaction (so a sequence sees the state its
     earlier calls left) and rolled back to a savepoint after each sequence; a
@@ -365,19 +329,8 @@ def run_trial(
                 entry["got"], entry["passed"] = str(exc)[:300], False
             result.checks.append(entry)
 
-    def edges() -> None:
-        for check in edge_cases(args, kwargs, checks):
-            entry: dict[str, Any] = {"text": check.text, "call": check.call(selector), "expected": "no error", "source": check.source}
-            try:
-                entry["got"], entry["passed"] = repr(call(check.args, check.kwargs))[:500], True
-            except MethodFault as exc:  # refusing an input it does not take, on purpose, is fine
-                entry["got"], entry["passed"] = str(exc)[:300], deliberate_refusal(exc, source)
-            result.checks.append(entry)
-
     sequence(message)
     if checks:
         sequence(examples)
-    if probe and result.ok and not result.stateful:
-        sequence(edges)
     result.duration_s = time.monotonic() - started
     return result
