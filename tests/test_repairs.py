@@ -231,3 +231,26 @@ def test_a_slot_added_to_but_never_created_is_created_on_first_use(text, created
 ])
 def test_a_slot_is_not_created_where_its_use_does_not_say_so(text, slots):
     assert repair(text, text.split("(")[0][4:], intent="keep it", slots=slots).source is None
+
+
+@pytest.mark.parametrize("text, slot, created", [
+    ("def increment(self):\n    self.counter = self.counter + 1\n    return self.counter\n", "counter", "0"),
+    ("def deposit(self, amount):\n    self.balance -= amount\n    return self.balance\n", "balance", "0"),
+    ("def log(self, line):\n    self.text += '\\n'\n    return self.text\n", "text", "''"),
+    ("def more(self, x):\n    self.seen += [x]\n    return self.seen\n", "seen", "[]"),
+])
+def test_a_count_updated_but_never_created_is_created_on_first_use(text, slot, created):
+    """Regression (bench counter): ``self.counter = self.counter + 1`` on an object without the slot failed with
+    AttributeError twice, and the cycle then installed ``return 1``, which its trial cannot tell from a counter."""
+    fixed = repair(text, text.split("(")[0][4:], intent="keep it", slots=[])
+    assert fixed.source.splitlines()[1:3] == [f"    if not hasattr(self, '{slot}'):", f"        self.{slot} = {created}"]
+    assert fixed.repairs == [f"slot {slot} is added to but was never created: it is now created on first use, as {created}"]
+
+
+@pytest.mark.parametrize("text", [
+    "def inc(self):\n    self.c = 5\n    self.c += 1\n    return self.c\n",  # it sets the slot itself
+    "def inc(self):\n    self.c = getattr(self, 'c', 0) + 1\n    return self.c\n",  # it handles a missing slot
+    "def inc(self):\n    self.c = 1 + self.c\n    return self.c\n",  # not the read-modify-write shape: left to fail
+])
+def test_a_count_is_not_created_where_the_method_sees_to_it(text):
+    assert repair(text, "inc", intent="keep it", slots=[]).source is None

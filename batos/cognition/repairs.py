@@ -389,6 +389,25 @@ _KINDS = {"append": "[]", "extend": "[]", "insert": "[]", "update": "{}", "setde
           "values": "{}", "get": "{}", "add": "set()", "discard": "set()"}
 
 
+def _read_modify_writes(func: FuncDef) -> list[tuple[ast.Attribute, str]]:
+    """``self.x += v`` and ``self.x = self.x + v`` (or ``-``), each with the empty value its operand
+    says the slot holds: ``[]`` for a list, ``''`` for a string, else ``0``."""
+    found = []
+    for node in ast.walk(func):
+        if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Add, ast.Sub)):
+            target, operand = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.BinOp) \
+                and isinstance(node.value.op, (ast.Add, ast.Sub)) and isinstance(node.targets[0], ast.Attribute) \
+                and _is_self_attribute(node.value.left, node.targets[0].attr):
+            target, operand = node.targets[0], node.value.right
+        else:
+            continue
+        if isinstance(target, ast.Attribute) and _is_self_attribute(target, target.attr):
+            text = isinstance(operand, ast.Constant) and isinstance(operand.value, str)
+            found.append((target, "[]" if isinstance(operand, ast.List) else "''" if text else "0"))
+    return found
+
+
 def _create_missing(func: FuncDef, known: set[str], repairs: list[str]) -> None:
     """A slot the method adds to but the receiver does not have and the method never creates
     gets the protocol's first-use idiom, as the container its use says it is.
@@ -397,12 +416,19 @@ def _create_missing(func: FuncDef, known: set[str], repairs: list[str]) -> None:
     slot (the name copied from the protocol's own example), and a candidate that fails
     with AttributeError is then, in the bench, sampled again identically at temperatures
     0.6, 0.8 and 1.0. Only where the use names one kind of container (a dict for an item
-    store, a list for ``append``, a set for ``add``) and the slot is added to; a slot the
-    method only reads is left to fail, since no default would be the method's answer."""
+    store, a list for ``append``, a set for ``add``, a count for ``self.count += 1``) and the
+    slot is added to; a slot the method only reads is left to fail, since no default would
+    be the method's answer."""
     uses: dict[str, set[str]] = {}
     handled: set[str] = set()  # slots the method assigns, or asks whether it has
     added: set[str] = set()
+    updates = _read_modify_writes(func)  # self.count += 1 adds to the slot; it does not create it
+    for target, kind in updates:
+        uses.setdefault(target.attr, set()).add(kind)
+        added.add(target.attr)
     for node in ast.walk(func):
+        if any(node is target for target, _ in updates):
+            continue
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" and isinstance(node.ctx, (ast.Store, ast.Del)):
             handled.add(node.attr)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("hasattr", "getattr", "setattr"):
