@@ -459,13 +459,14 @@ class CycleEngine:
         brick = self.personas.speaker("BRICK", step.pins)
         strategy = _strategy(step)
         pasted = pasted_function(step.intent, step.selector)
-        prompt = spec_prompt(step, strategy) if pasted else code_prompt(step, strategy)
+        ask = spec_prompt if pasted else code_prompt
+        prompt = ask(step, strategy)
         framing = "pasted function" if pasted else "protocol"
         label = f"{step.attempt + 1}.{step.index + 1}"
         for resample in range(self.config.resamples + 1):
             if resample == 1 and strategy == "feedback":  # it copied the rejected code it was shown: show only why
                 strategy = "problems"
-                prompt = spec_prompt(step, strategy) if pasted else code_prompt(step, strategy)
+                prompt = ask(step, strategy)
             started = time.monotonic()
             temperature = _temperature(step.attempt, step.index, resample)
             seed = _seed(step.cycle, step.attempt, step.index, resample)

@@ -284,7 +284,14 @@ def _first_use_of(stmt: ast.stmt) -> str | None:
 
 
 def _is_self_attribute(node: ast.AST, slot: str) -> bool:
-    return isinstance(node, ast.Attribute) and node.attr == slot and isinstance(node.value, ast.Name) and node.value.id == "self"
+    return _slot(node) == slot
+
+
+def _slot(node: ast.AST) -> str | None:
+    """X when *node* is ``self.X``."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return None
 
 
 def _drop_unused_slots(func: FuncDef, repairs: list[str]) -> None:
@@ -333,7 +340,8 @@ def _freeze_defaults(func: FuncDef, repairs: list[str]) -> None:
 _STARTS_OVER = frozenset({"reset", "resets", "clear", "clears", "fresh", "replace", "replaces", "restart", "restarts",
                           "anew", "discard", "discards", "forget", "forgets"})
 _EMPTY_CALLS = frozenset({"list", "dict", "set", "Counter", "defaultdict", "deque", "OrderedDict"})
-_MUTATORS = frozenset({"append", "extend", "insert", "update", "add", "setdefault", "appendleft", "extendleft"})
+# the covenant's MUTATORS that add to a container (not those that take out or reorder)
+_ADDERS = frozenset({"append", "extend", "insert", "update", "add", "setdefault", "appendleft", "extendleft"})
 
 
 def _is_empty(node: ast.expr) -> bool:
@@ -347,7 +355,7 @@ def _is_empty(node: ast.expr) -> bool:
 def _adds_to(node: ast.AST, slot: str) -> bool:
     """Whether *node* adds to ``self.<slot>`` in place: a mutator call, an item store, ``+=``."""
     for n in ast.walk(node):
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _MUTATORS and _is_self_attribute(n.func.value, slot):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _ADDERS and _is_self_attribute(n.func.value, slot):
             return True
         if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store) and _is_self_attribute(n.value, slot):
             return True
@@ -367,12 +375,11 @@ def _keep_accumulated(func: FuncDef, intent: str, repairs: list[str]) -> None:
     and not when the intent asks to start over (reset, clear, replace, ...)."""
     if _STARTS_OVER & set(re.findall(r"[a-z]+", intent.lower())):
         return
-    others = {n.attr for n in ast.walk(func) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"}
+    others = {_slot(n) for n in ast.walk(func)} - {None}
     for i, stmt in enumerate(func.body):
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(target := stmt.targets[0], ast.Attribute)
-                and _is_self_attribute(target, target.attr) and _is_empty(stmt.value)):
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and (slot := _slot(stmt.targets[0])) is not None
+                and _is_empty(stmt.value)):
             continue
-        slot = target.attr
         earlier = any(_is_self_attribute(n, slot) for s in func.body[:i] for n in ast.walk(s))
         if earlier or others - {slot, "_p_changed"} or not any(_adds_to(s, slot) for s in func.body[i + 1:]):
             continue
@@ -397,12 +404,12 @@ def _read_modify_writes(func: FuncDef) -> list[tuple[ast.Attribute, str]]:
         if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Add, ast.Sub)):
             target, operand = node.target, node.value
         elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.BinOp) \
-                and isinstance(node.value.op, (ast.Add, ast.Sub)) and isinstance(node.targets[0], ast.Attribute) \
-                and _is_self_attribute(node.value.left, node.targets[0].attr):
+                and isinstance(node.value.op, (ast.Add, ast.Sub)) and _slot(node.targets[0]) is not None \
+                and _slot(node.value.left) == _slot(node.targets[0]):
             target, operand = node.targets[0], node.value.right
         else:
             continue
-        if isinstance(target, ast.Attribute) and _is_self_attribute(target, target.attr):
+        if isinstance(target, ast.Attribute) and _slot(target) is not None:
             text = isinstance(operand, ast.Constant) and isinstance(operand.value, str)
             found.append((target, "[]" if isinstance(operand, ast.List) else "''" if text else "0"))
     return found
@@ -426,22 +433,22 @@ def _create_missing(func: FuncDef, known: set[str], repairs: list[str]) -> None:
     for target, kind in updates:
         uses.setdefault(target.attr, set()).add(kind)
         added.add(target.attr)
+    update_targets = {id(target) for target, _ in updates}
     for node in ast.walk(func):
-        if any(node is target for target, _ in updates):
+        if id(node) in update_targets:
             continue
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" and isinstance(node.ctx, (ast.Store, ast.Del)):
+        if isinstance(node, ast.Attribute) and _slot(node) is not None and isinstance(node.ctx, (ast.Store, ast.Del)):
             handled.add(node.attr)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("hasattr", "getattr", "setattr"):
             handled.update(a.value for a in node.args[1:2] if isinstance(a, ast.Constant) and isinstance(a.value, str))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _KINDS \
-                and isinstance(slot := node.func.value, ast.Attribute) and _is_self_attribute(slot, slot.attr):
-            uses.setdefault(slot.attr, set()).add(_KINDS[node.func.attr])
-            if node.func.attr in _MUTATORS:
-                added.add(slot.attr)
-        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Attribute) \
-                and _is_self_attribute(node.value, node.value.attr):
-            uses.setdefault(node.value.attr, set()).add("{}")
-            added.add(node.value.attr)
+                and (slot := _slot(node.func.value)) is not None:
+            uses.setdefault(slot, set()).add(_KINDS[node.func.attr])
+            if node.func.attr in _ADDERS:
+                added.add(slot)
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and (slot := _slot(node.value)) is not None:
+            uses.setdefault(slot, set()).add("{}")
+            added.add(slot)
     start = 1 if func.body and isinstance(func.body[0], ast.Expr) and isinstance(func.body[0].value, ast.Constant) else 0
     for slot in sorted(added - handled - known):
         if len(uses[slot]) != 1 or slot.startswith("_"):
